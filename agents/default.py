@@ -1,0 +1,184 @@
+"""``NormalNN``: the continual-learning loop (one task after another, multi-head loss, per-task evaluation)."""
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from models.multihead import MultiHeadNet
+from utils.errors import UserError
+from utils.model_size import dense_size_mb
+
+log = logging.getLogger(__name__)
+
+SINGLE_HEAD = "All"
+
+
+@dataclass
+class AgentConfig:
+    """What an agent needs from the command line (the published flags' names and defaults)."""
+
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    optimizer: str = "Adam"
+    schedule: Sequence[int] = (2,)
+    print_freq: int = 100
+    device: str = "cpu"
+    sparse_wt: float = 0.01
+    perp_wt: float = 1.0
+    energy_sv: float = 3e-5
+    reg_type_svd: str = "Hoyer"
+    prev_sing: bool = False
+    grow_network: bool = False
+    grow_to_mean: bool = True
+
+
+def valid_optimizers() -> List[str]:
+    names = [name for name, obj in vars(torch.optim).items()
+             if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer]
+    return sorted(names + ["amsgrad"])
+
+
+def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch.optim.Optimizer:
+    """``torch.optim.<optimizer>`` with lr and weight decay; momentum for SGD/RMSprop; ``amsgrad`` is Adam(amsgrad)."""
+    name, kwargs = config.optimizer, {"lr": config.lr, "weight_decay": config.weight_decay}
+    if name in ("SGD", "RMSprop"):
+        kwargs["momentum"] = config.momentum
+    elif name == "Rprop":
+        del kwargs["weight_decay"]
+    elif name == "amsgrad":
+        name, kwargs["amsgrad"] = "Adam", True
+    if name not in valid_optimizers():
+        raise UserError(f"unknown --optimizer {config.optimizer!r}; valid: {', '.join(valid_optimizers())}")
+    return getattr(torch.optim, name)(params, **kwargs)
+
+
+def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]]:
+    """``(task, indices)`` for each task present in a batch; ``indices`` is None when the batch is one task."""
+    if len(set(tasks)) == 1:
+        return [(tasks[0], None)]
+    groups: Dict[str, List[int]] = defaultdict(list)
+    for index, task in enumerate(tasks):
+        groups[task].append(index)
+    return [(task, torch.tensor(indices)) for task, indices in groups.items()]
+
+
+class NormalNN:
+    """Trains a multi-head model on one task after another and evaluates each task with its own head.
+
+    Subclasses override the hooks: ``trainable_parameters`` (what the optimizer may change), ``regularization``
+    (terms added to the cross-entropy), ``after_step`` (after every optimizer step), ``end_task`` (after the
+    last epoch of a task) and ``eval_ranks`` (the components a task is evaluated with).
+    """
+
+    def __init__(self, model: MultiHeadNet, config: AgentConfig, writer=None):
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model = model.to(self.device)
+        self.writer = writer
+        self.tasks_trained: List[str] = []
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.scheduler = None
+        self.global_step = 0
+
+    def head_of(self, task: str) -> str:
+        """A task's head: its own, or the shared ``All`` head of ``--force_out_dim``."""
+        return task if task in self.model.last else SINGLE_HEAD
+
+    # --- training -------------------------------------------------------------------------------------------
+    def trainable_parameters(self, task: str) -> List[nn.Parameter]:
+        """The feature extractor and the head of ``task``; other tasks' heads are left alone."""
+        body = [p for name, p in self.model.named_parameters() if not name.startswith("last.")]
+        return body + list(self.model.last[self.head_of(task)].parameters())
+
+    def begin_task(self, task: str) -> None:
+        self.optimizer = make_optimizer(self.trainable_parameters(task), self.config)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(self.config.schedule),
+                                                              gamma=0.1)
+
+    def learn_task(self, task: str, train_loader, val_loader=None) -> None:
+        """Train on one task for ``schedule[-1]`` epochs, then run ``end_task``."""
+        self.begin_task(task)
+        epochs = self.config.schedule[-1]
+        for epoch in tqdm(range(epochs), desc=f"task {task}", unit="epoch", disable=None, leave=False):
+            self.model.train()
+            for inputs, targets, tasks in train_loader:
+                terms = self.observe(inputs, targets, tasks)
+                self.global_step += 1
+                if self.global_step % self.config.print_freq == 0:
+                    self.log_terms(task, epoch, terms)
+            self.scheduler.step()
+            if val_loader is not None:
+                log.info("task %s epoch %d: validation accuracy %.2f%%", task, epoch + 1, self.evaluate(val_loader))
+        self.end_task(task)
+        self.tasks_trained.append(task)
+
+    def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """One optimizer step on a batch; returns the loss terms (detached)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        terms = {"ce": self.classification_loss(inputs, targets, tasks)}
+        terms.update(self.regularization())
+        loss = sum(terms.values())
+        loss.backward()
+        self.optimizer.step()
+        self.after_step()
+        terms["loss"] = loss
+        return {name: value.detach() for name, value in terms.items()}
+
+    def classification_loss(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
+        """Multi-head cross-entropy: each head's summed over its samples, all divided by the batch size."""
+        features = self.model.features(inputs)
+        loss = features.new_zeros(())
+        for task, indices in task_groups(tasks):
+            head_features = features if indices is None else features[indices.to(features.device)]
+            head_targets = targets if indices is None else targets[indices.to(targets.device)]
+            logits = self.model.last[self.head_of(task)](head_features)
+            loss = loss + F.cross_entropy(logits, head_targets, reduction="sum")
+        return loss / len(targets)
+
+    def regularization(self) -> Dict[str, torch.Tensor]:
+        return {}
+
+    def after_step(self) -> None:
+        pass
+
+    def end_task(self, task: str) -> None:
+        pass
+
+    def log_terms(self, task: str, epoch: int, terms: Dict[str, torch.Tensor]) -> None:
+        values = {name: float(value) for name, value in terms.items()}
+        log.info("task %s epoch %d step %d: %s", task, epoch + 1, self.global_step,
+                 ", ".join(f"{name} {value:.4f}" for name, value in values.items()))
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"train/{name}", value, self.global_step)
+
+    # --- evaluation -----------------------------------------------------------------------------------------
+    def eval_ranks(self, task: str) -> Optional[List[int]]:
+        """Prefix lengths of the components ``task`` is evaluated with (None: the whole model)."""
+        return None
+
+    @torch.no_grad()
+    def evaluate(self, loader) -> float:
+        """Accuracy (%) over a loader, each sample through its own task's components and head."""
+        self.model.eval()
+        correct, seen = 0, 0
+        for inputs, targets, tasks in loader:
+            for task, indices in task_groups(tasks):
+                task_inputs = inputs if indices is None else inputs[indices.to(inputs.device)]
+                task_targets = targets if indices is None else targets[indices.to(targets.device)]
+                logits = self.model(task_inputs, self.head_of(task), self.eval_ranks(task))
+                correct += int((logits.argmax(1) == task_targets).sum())
+                seen += len(task_targets)
+        if seen == 0:
+            raise UserError("the evaluation set is empty")
+        return 100.0 * correct / seen
+
+    # --- reporting ------------------------------------------------------------------------------------------
+    def model_size_mb(self) -> float:
+        return dense_size_mb(sum(p.numel() for p in self.model.parameters()))

@@ -1,0 +1,24 @@
+"""Datasets in memory as uint8 tensors, task splits, batched on-device transforms and the task loader."""
+
+from dataloaders.datasets import CIFAR10, CIFAR100, DATASETS, MNIST, FashionMNIST, ImageSet, load_dataset, read_idx
+from dataloaders.loader import TaskLoader
+from dataloaders.splits import PermutedGen, SplitGen, TaskData, split_boundaries
+from dataloaders.transforms import BatchTransform, crop_and_flip
+
+__all__ = [
+    "BatchTransform",
+    "CIFAR10",
+    "CIFAR100",
+    "DATASETS",
+    "FashionMNIST",
+    "ImageSet",
+    "MNIST",
+    "PermutedGen",
+    "SplitGen",
+    "TaskData",
+    "TaskLoader",
+    "crop_and_flip",
+    "load_dataset",
+    "read_idx",
+    "split_boundaries",
+]

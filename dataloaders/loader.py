@@ -1,0 +1,69 @@
+"""Mini-batches of one or several tasks, transformed on the training device.
+
+Samples stay uint8 in their tasks' tensors; a batch is gathered by index, moved to the device, and
+transformed there by its task's :class:`BatchTransform` (one call per task present in the batch).
+"""
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from dataloaders.splits import TaskData
+
+
+class TaskLoader:
+    """Iterates ``(inputs, targets, task_names)`` over the samples of ``tasks``.
+
+    ``inputs`` are float32 (B, C, H, W) and ``targets`` int64 (B,), both on ``device``; ``task_names``
+    lists each sample's task name. Several tasks are concatenated (offline / joint training). With
+    ``shuffle`` the order is ``torch.randperm(n, generator=generator)``, drawn anew every epoch; the
+    same generator drives the augmentation draws.
+    """
+
+    def __init__(
+        self,
+        tasks: TaskData | Sequence[TaskData],
+        batch_size: int,
+        shuffle: bool,
+        device: torch.device | str = "cpu",
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        self.tasks = [tasks] if isinstance(tasks, TaskData) else list(tasks)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.device = torch.device(device)
+        self.generator = generator
+        self.drop_last = drop_last
+        self.task_of_sample = torch.cat(
+            [torch.full((len(task),), index, dtype=torch.int64) for index, task in enumerate(self.tasks)]
+        )
+        self.index_in_task = torch.cat([torch.arange(len(task)) for task in self.tasks])
+        self.targets = torch.cat([task.targets for task in self.tasks])
+
+    def __len__(self) -> int:
+        """Number of batches per epoch: ⌈n / B⌉, or ⌊n / B⌋ with ``drop_last``."""
+        num_samples = len(self.targets)
+        return num_samples // self.batch_size if self.drop_last else -(-num_samples // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        num_samples = len(self.targets)
+        order = torch.randperm(num_samples, generator=self.generator) if self.shuffle else torch.arange(num_samples)
+        for batch in range(len(self)):
+            yield self._batch(order[batch * self.batch_size : (batch + 1) * self.batch_size])
+
+    def _batch(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """Gather, move and transform the given global sample indices, task by task."""
+        task_of_sample = self.task_of_sample[samples]
+        inputs = None
+        for task_index in task_of_sample.unique().tolist():
+            task = self.tasks[task_index]
+            positions = (task_of_sample == task_index).nonzero().squeeze(1)
+            images = task.images[self.index_in_task[samples[positions]]].to(self.device)
+            transformed = task.transform(images, generator=self.generator)
+            if inputs is None:
+                inputs = transformed.new_empty((len(samples), *transformed.shape[1:]))
+            inputs[positions.to(self.device)] = transformed
+        targets = self.targets[samples].to(self.device)
+        task_names = [self.tasks[index].name for index in task_of_sample.tolist()]
+        return inputs, targets, task_names

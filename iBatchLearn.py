@@ -1,0 +1,293 @@
+"""Compression-aware Continual Learning (CACL) on a sequence of tasks: train, or evaluate a saved model.
+
+The flags and their defaults are those of the published code; see README.md for the paper's settings.
+"""
+import argparse
+import logging
+import os
+import random
+import sys
+from typing import Dict, List, Tuple
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from agents import AgentConfig, build_agent
+from agents.default import NormalNN
+from dataloaders import PermutedGen, SplitGen, TaskLoader, load_dataset
+from models import build_model, model_builders, svd_layers
+from models.customnet import feature_size
+from utils.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from utils.errors import UserError
+from utils.files import atomic_json_dump, atomic_torch_save
+from utils.model_size import individual_models_size_mb
+from utils.results import final_record, format_table, run_record
+from utils.runtime import pick_device, seed_everything
+
+log = logging.getLogger("iBatchLearn")
+
+GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
+LATER_FEATURES = {
+    "debug": "the --debug search modes (--sp_wt_search, --e_search)",
+    "ind_models": "--ind_models",
+    "offline_training": "--offline_training",
+    "incremental_class": "--incremental_class",
+    "single_tasks": "--single_tasks",
+}
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--gpuid", nargs="+", type=int, default=[0], help="GPU id; -1 runs on the CPU")
+    add("--perp_wt", type=float, default=1.0, help="weight of the orthogonality loss of N and C")
+    add("--sparse_wt", nargs="+", type=float, default=[0.01], help="weight(s) of the sparsity loss; one experiment each")
+    add("--e_search", nargs="+", type=float, default=[3e-5, 3e-2], help="energy range searched with --debug")
+    add("--sp_wt_search", nargs="+", type=float, default=[0.1, 0.9], help="sparsity weights searched with --debug")
+    add("-e", "--energy_sv", type=float, default=3e-5, help="energy fraction of a task's new components pruned")
+    add("--reg_type_svd", type=str, default="Hoyer", help="sparsity loss on singular values: Hoyer, Hoyer-Square, L1")
+    add("--model_type", type=str, default="customnet_SVD", help="module of models/ holding the model")
+    add("--model_name", type=str, default="Net_SVD", help="model builder in that module")
+    add("--force_out_dim", type=int, default=0, help="> 0: one shared head 'All' of this size")
+    add("--agent_type", type=str, default="SVDNet", help="module of agents/ holding the agent")
+    add("--agent_name", type=str, default="SVDNet", help="agent class in that module")
+    add("--optimizer", type=str, default="Adam", help="a torch.optim optimizer, or amsgrad")
+    add("--dataroot", type=str, default="data", help="directory holding the datasets")
+    add("--dataset", type=str, default="CIFAR10", help="CIFAR10, CIFAR100, MNIST, FashionMNIST")
+    add("--n_permutation", type=int, default=0, help="> 0: that many permuted-pixel tasks instead of class splits")
+    add("--first_split_size", type=int, default=5, help="classes in the first task")
+    add("--other_split_size", type=int, default=5, help="classes in every later task")
+    add("--no_class_remap", action="store_true", help="keep the dataset's labels instead of 0..n-1 per task")
+    add("--train_aug", dest="train_aug", action="store_true", default=True, help="augment training images (default)")
+    add("--no_train_aug", dest="train_aug", action="store_false", help="no augmentation")
+    add("--rand_split", action="store_true", help="assign classes to tasks at random")
+    add("--rand_split_order", dest="rand_split_order", action="store_true", default=True,
+        help="shuffle the task order (default)")
+    add("--no_rand_split_order", dest="rand_split_order", action="store_false", help="tasks in numerical order")
+    add("--schedule", nargs="+", type=int, default=[2], help="epochs at which the lr drops 10x; the last ends a task")
+    add("--batch_size", type=int, default=128)
+    add("--lr", type=float, default=0.001)
+    add("--momentum", type=float, default=0.9)
+    add("--weight_decay", type=float, default=0.0)
+    add("--print_freq", type=int, default=100, help="log the losses every this many steps")
+    add("--workers", type=int, default=1, help="accepted for compatibility: data stays in memory")
+    add("--model_weights", type=str, default=None, help="a state dict to start from")
+    add("--reg_coef", nargs="+", type=float, default=[0.0], help="regularization weight of baseline agents")
+    add("--repeat", type=int, default=3, help="runs per experiment, with seeds seed, seed+1, ...")
+    add("--exp_name", type=str, default="SVDNet_Test", help="outputs go to results/ and saves/<exp_name>_sparse_wt<w>")
+    add("--loadmodel", type=str, default=None, help="evaluate a saved model: a directory, or a name under saves/ "
+                                                    "or pretrained/")
+    add("--nuclear-weight", type=float, default=0.001, help="accepted for compatibility (unused by CACL)")
+    add("--threshold_trp", type=float, default=0.99, help="accepted for compatibility (unused by CACL)")
+    add("--period", type=int, default=1, help="accepted for compatibility (unused by CACL)")
+    add("--seed", type=int, default=1)
+    add("--prev_sing", action="store_true", help="count the frozen components' energy when pruning")
+    add("--grow_network", action="store_true", help="add components when a layer runs short of free ones")
+    add("--benchmark", action="store_true", help="torch.backends.cudnn.benchmark")
+    add("--save_running_stats", action="store_true", help="BatchNorm statistics per task (models with BatchNorm)")
+    add("--eval_on_train_set", action="store_true", help="evaluate on the training splits")
+    add("--debug", action="store_true", help="search modes")
+    add("--single_tasks", action="store_true")
+    add("--offline_training", action="store_true", help="all tasks jointly (upper bound)")
+    add("--incremental_class", action="store_true")
+    add("--ind_models", action="store_true", help="one separate model per task")
+    return parser.parse_args(argv)
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """One-line errors for values that cannot work."""
+    for flag, feature in LATER_FEATURES.items():
+        if getattr(args, flag):
+            raise UserError(f"{feature} is not available in this version of the project yet")
+    if not 0 < args.energy_sv < 1:
+        raise UserError(f"--energy_sv must lie in (0, 1), got {args.energy_sv}")
+    if any(b <= a for a, b in zip(args.schedule, args.schedule[1:])) or args.schedule[0] <= 0:
+        raise UserError(f"--schedule must be increasing positive epochs, got {' '.join(map(str, args.schedule))}")
+    for flag in ("batch_size", "repeat", "print_freq"):
+        if getattr(args, flag) <= 0:
+            raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if len(args.reg_coef) > 1:
+        raise UserError("only one --reg_coef value is supported")
+    model_builders(args.model_type)
+
+
+def build_tasks(args, train_set, test_set):
+    """Class splits (or permutations) of the dataset: train and test data per task, and each task's classes."""
+    remap = not args.no_class_remap
+    if args.n_permutation > 0:
+        return PermutedGen(train_set, test_set, args.n_permutation, remap_class=remap)
+    return SplitGen(train_set, test_set, first_split_sz=args.first_split_size, other_split_sz=args.other_split_size,
+                    rand_split=args.rand_split, remap_class=remap)
+
+
+def output_dims(args, task_output_space: Dict[str, int]) -> Dict[str, int]:
+    if args.force_out_dim > 0:
+        return {"All": args.force_out_dim}
+    if args.no_class_remap:
+        raise UserError("--no_class_remap keeps the dataset's labels: give --force_out_dim with the number of classes")
+    return dict(task_output_space)
+
+
+def make_agent(args, sparse_wt: float, image_size: int, out_dim: Dict[str, int], device, writer=None,
+               rank=None) -> NormalNN:
+    kwargs = {"size": feature_size(image_size)}
+    if rank is not None:
+        kwargs["rank"] = rank
+    model = build_model(args.model_type, args.model_name, **kwargs)
+    model.add_heads(out_dim)
+    if args.model_weights:
+        load_weights(model, args.model_weights)
+    config = AgentConfig(lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, optimizer=args.optimizer,
+                         schedule=args.schedule, print_freq=args.print_freq, device=str(device), sparse_wt=sparse_wt,
+                         perp_wt=args.perp_wt, energy_sv=args.energy_sv, reg_type_svd=args.reg_type_svd,
+                         prev_sing=args.prev_sing, grow_network=args.grow_network,
+                         grow_to_mean=args.dataset in GROW_TO_MEAN_DATASETS)
+    return build_agent(args.agent_type, args.agent_name, model, config, writer)
+
+
+def load_weights(model, path: str) -> None:
+    if not os.path.isfile(path):
+        raise UserError(f"--model_weights {path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for unreadable files
+        raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+    load_state(model, state, path)
+
+
+def load_state(model, state, source: str) -> None:
+    """``load_state_dict`` with a one-line error naming the first tensor that does not fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        if wrong:
+            key = wrong[0]
+            detail = f"tensor {key} has shape {tuple(state[key].shape)}, the model expects {tuple(own[key].shape)}"
+        elif missing:
+            detail = f"tensor {missing[0]} is missing"
+        else:
+            detail = f"tensor {unexpected[0]} does not belong to the model"
+        raise UserError(f"{source} does not fit --model_type {model.__module__.split('.')[-1]} "
+                        f"--model_name and this dataset's tasks: {detail}")
+    model.load_state_dict(state)
+
+
+def task_order(args, task_names: List[str]) -> List[str]:
+    """Tasks sorted by number; shuffled with Python's ``random`` under ``--rand_split_order``."""
+    names = sorted(task_names, key=int)
+    if args.rand_split_order:
+        random.shuffle(names)
+    return names
+
+
+def evaluation_splits(args, train_splits, test_splits):
+    return train_splits if args.eval_on_train_set else test_splits
+
+
+def train_run(args, sparse_wt: float, repeat: int, device, data) -> Tuple[dict, NormalNN]:
+    """One run of the whole task sequence; returns its results record and the trained agent."""
+    train_set, test_set = data
+    seed_everything(args.seed + repeat)
+    train_splits, test_splits, task_output_space = build_tasks(args, train_set, test_set)
+    names = task_order(args, list(train_splits))
+    experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
+    with SummaryWriter(os.path.join("runs", experiment, f"run{repeat}")) as writer:
+        agent = make_agent(args, sparse_wt, train_set.images.shape[-1], output_dims(args, task_output_space), device,
+                           writer)
+        eval_splits = evaluation_splits(args, train_splits, test_splits)
+        acc_matrix = {}
+        for position, name in enumerate(names):
+            log.info("run %d, task %s (%d of %d)", repeat, name, position + 1, len(names))
+            train_loader = TaskLoader(train_splits[name], args.batch_size, shuffle=True, device=device)
+            agent.learn_task(name, train_loader)
+            acc_matrix[name] = {}
+            for seen in names[:position + 1]:
+                loader = TaskLoader(eval_splits[seen], args.batch_size, shuffle=False, device=device)
+                acc_matrix[name][seen] = agent.evaluate(loader)
+                writer.add_scalar(f"accuracy/task_{seen}", acc_matrix[name][seen], position + 1)
+            log.info("after task %s: %s", name, acc_matrix[name])
+    return run_record(acc_matrix, getattr(agent, "chann_used", {}), ranks_of(agent), agent.model_size_mb(),
+                      individual_models_size_mb(agent.model, len(names))), agent
+
+
+def ranks_of(agent: NormalNN) -> List[int]:
+    return [layer.rank for layer in svd_layers(agent.model)]
+
+
+def save_agent(agent: NormalNN, directory: str) -> None:
+    if hasattr(agent, "task_identifiers"):
+        save_checkpoint(directory, agent.model.state_dict(), ranks_of(agent), agent.task_identifiers,
+                        agent.task_name_count, agent.chann_used)
+    else:
+        atomic_torch_save(agent.model.state_dict(), os.path.join(directory, "final_model.pth"))
+
+
+def evaluate_checkpoint(args, device, data) -> dict:
+    """``--loadmodel``: every task of a saved model through its own components and head."""
+    directory = find_checkpoint(args.loadmodel)
+    pieces = load_checkpoint(directory)
+    train_set, test_set = data
+    seed_everything(args.seed)
+    train_splits, test_splits, task_output_space = build_tasks(args, train_set, test_set)
+    unknown = [task for task in pieces["task_name_count"] if task not in train_splits]
+    if unknown:
+        raise UserError(f"{directory} was trained on tasks {', '.join(unknown)}, which --dataset {args.dataset} "
+                        f"with these split sizes does not have")
+    try:
+        agent = make_agent(args, 0.0, train_set.images.shape[-1], output_dims(args, task_output_space), device,
+                           rank=list(pieces["rank"]))
+    except ValueError as error:
+        raise UserError(f"{directory}/rank.pth does not fit --model_name {args.model_name}: {error}") from None
+    load_state(agent.model, pieces["state_dict"], f"{directory}/final_model.pth")
+    if not hasattr(agent, "load_continual_state"):
+        raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
+    agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
+    eval_splits = evaluation_splits(args, train_splits, test_splits)
+    names = agent.tasks_trained
+    accuracies = {name: agent.evaluate(TaskLoader(eval_splits[name], args.batch_size, shuffle=False, device=device))
+                  for name in names}
+    return run_record({names[-1]: accuracies}, agent.chann_used, list(pieces["rank"]), agent.model_size_mb(),
+                      individual_models_size_mb(agent.model, len(names)))
+
+
+def run_experiments(args) -> List[str]:
+    """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation); returns the tables to print."""
+    check_args(args)
+    device = pick_device(args.gpuid)
+    torch.backends.cudnn.benchmark = args.benchmark
+    data = load_dataset(args.dataset, args.dataroot, args.train_aug)
+    tables = []
+    if args.loadmodel:
+        record = evaluate_checkpoint(args, device, data)
+        name = os.path.basename(os.path.normpath(args.loadmodel))
+        atomic_json_dump(record, os.path.join("results", name, "output_eval.json"))
+        return [format_table(f"{args.loadmodel} ({args.dataset} test set)", [record])]
+    for sparse_wt in args.sparse_wt:
+        experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
+        runs = []
+        for repeat in range(args.repeat):
+            record, agent = train_run(args, sparse_wt, repeat, device, data)
+            atomic_json_dump(record, os.path.join("results", experiment, f"output_run{repeat}.json"))
+            save_agent(agent, os.path.join("saves", experiment))
+            runs.append(record)
+        atomic_json_dump(final_record(runs), os.path.join("results", experiment, "output_final.json"))
+        tables.append(format_table(experiment, runs))
+    return tables
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    args = get_args(argv)
+    try:
+        tables = run_experiments(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n\n".join(tables))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""The paper's 5-convolution network; ``Net`` is its dense form (``customnet_SVD.Net_SVD`` the factorized one)."""
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.multihead import MultiHeadNet
+from models.svd_conv import SVD_Conv2d
+
+# (attribute, in, out, kernel) is a convolution followed by ReLU; "M" max-pool 2, "D" dropout 0.15, "A" avg-pool 2.
+CUSTOMNET_CFG = [
+    ("conv1", 3, 64, 3), ("conv2", 64, 64, 3), "M", "D",
+    ("conv3", 64, 128, 3), ("conv4", 128, 128, 3), "M", "D",
+    ("conv6", 128, 256, 2), "A",
+]
+DROPOUT = 0.15
+
+
+def feature_size(image_size: int) -> int:
+    """Spatial positions left after the layers of ``CUSTOMNET_CFG`` for a square input: 4 for 32, 64 for 84."""
+    side = image_size
+    for item in CUSTOMNET_CFG:
+        if isinstance(item, tuple):
+            side = side - item[3] + 1
+        elif item in ("M", "A"):
+            side //= 2
+    return side * side
+
+
+ConvFactory = Callable[[int, int, int], nn.Module]
+
+
+class CustomNet(MultiHeadNet):
+    """The layers of ``CUSTOMNET_CFG`` built with ``conv(in, out, kernel)``, then a flatten and the heads."""
+
+    def __init__(self, conv: ConvFactory, size: int = 4):
+        super().__init__()
+        self.layer_names = []
+        pools = 0
+        for item in CUSTOMNET_CFG:
+            if isinstance(item, tuple):
+                name, cin, cout, kernel = item
+                setattr(self, name, conv(cin, cout, kernel))
+            else:
+                pools += 1
+                name = f"{item.lower()}{pools}"
+                setattr(self, name, {"M": nn.MaxPool2d(2), "D": nn.Dropout(DROPOUT), "A": nn.AvgPool2d(2)}[item])
+            self.layer_names.append(name)
+        self.n_feat = CUSTOMNET_CFG[-2][2] * size
+        self.last = nn.ModuleDict()
+
+    def features(self, x: torch.Tensor, ranks: Optional[Sequence[int]] = None) -> torch.Tensor:
+        remaining = iter(ranks) if ranks is not None else None
+        for name in self.layer_names:
+            layer = getattr(self, name)
+            if isinstance(layer, SVD_Conv2d):
+                x = F.relu(layer(x, next(remaining) if remaining is not None else None))
+            elif isinstance(layer, nn.Conv2d):
+                if ranks is not None:
+                    raise ValueError("a dense network has no components to take a prefix of")
+                x = F.relu(layer(x))
+            else:
+                x = layer(x)
+        return x.flatten(1)
+
+
+def Net(size: int = 4) -> CustomNet:
+    """The dense baseline: ``CUSTOMNET_CFG`` with plain ``nn.Conv2d`` (no padding, no bias)."""
+    return CustomNet(lambda cin, cout, kernel: nn.Conv2d(cin, cout, kernel, bias=False), size)

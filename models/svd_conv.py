@@ -1,0 +1,95 @@
+"""A convolution stored as a singular value decomposition, ``W = N · diag(|Σ|) · C``."""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def default_rank(input_channel: int, output_channel: int, kernel_size: int) -> int:
+    """Rank at which the factors hold as many numbers as the dense kernel.
+
+    ``r = int(in·k·k·out / (out + in·k·k))``.
+    """
+    fan_in = input_channel * kernel_size * kernel_size
+    return int(fan_in * output_channel / (output_channel + fan_in))
+
+
+def init_components(N: torch.Tensor, C: torch.Tensor, Sigma: torch.Tensor) -> None:
+    """Fresh random components in place: ``kaiming_normal_`` on N and C, ``normal_`` on Sigma."""
+    with torch.no_grad():
+        nn.init.kaiming_normal_(N)
+        nn.init.kaiming_normal_(C)
+        nn.init.normal_(Sigma)
+
+
+class SVD_Conv2d(nn.Module):
+    """2-D convolution whose kernel is composed from singular components.
+
+    Parameters ``N`` (out × r), ``C`` (r × in·k·k) and ``Sigma`` (r). With ``s = |Sigma|`` the kernel is
+    ``W = (N · diag(√s)) @ (diag(√s) · C)`` reshaped to (out, in, k, k), followed by an ordinary ``conv2d``.
+
+    ``forward(x, rank=k)`` uses only the first ``k`` components (a prefix). Without a prefix, training mode uses
+    every component and eval mode those whose Sigma is non-zero (which gives the same kernel).
+    """
+
+    def __init__(self, input_channel: int, output_channel: int, kernel_size: int, stride: int = 1,
+                 padding: int = 0, bias: bool = False, rank: Optional[int] = None):
+        super().__init__()
+        self.input_channel = input_channel
+        self.output_channel = output_channel
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.initial_rank = default_rank(input_channel, output_channel, kernel_size) if rank is None else rank
+        fan_in = input_channel * kernel_size * kernel_size
+        self.N = nn.Parameter(torch.empty(output_channel, self.initial_rank))
+        self.C = nn.Parameter(torch.empty(self.initial_rank, fan_in))
+        self.Sigma = nn.Parameter(torch.empty(self.initial_rank))
+        if bias:
+            bound = 1 / math.sqrt(fan_in)
+            self.bias = nn.Parameter(torch.empty(output_channel).uniform_(-bound, bound))
+        else:
+            self.register_parameter("bias", None)
+        init_components(self.N, self.C, self.Sigma)
+
+    @property
+    def rank(self) -> int:
+        return self.Sigma.shape[0]
+
+    @property
+    def fan_in(self) -> int:
+        return self.C.shape[1]
+
+    def set_components(self, N: torch.Tensor, C: torch.Tensor, Sigma: torch.Tensor) -> None:
+        """Replace the components (the rank may change); new ``Parameter`` objects are created."""
+        if N.shape[1] != C.shape[0] or C.shape[0] != Sigma.shape[0]:
+            raise ValueError(f"inconsistent ranks: N {tuple(N.shape)}, C {tuple(C.shape)}, Sigma {tuple(Sigma.shape)}")
+        self.N = nn.Parameter(N.detach().clone())
+        self.C = nn.Parameter(C.detach().clone())
+        self.Sigma = nn.Parameter(Sigma.detach().clone())
+
+    def composed_weight(self, rank: Optional[int] = None) -> torch.Tensor:
+        """The dense kernel (out, in, k, k) from the first ``rank`` components (see the class docstring)."""
+        N, C, Sigma = self.N, self.C, self.Sigma
+        if rank is not None:
+            N, C, Sigma = N[:, :rank], C[:rank], Sigma[:rank]
+        elif not self.training:
+            used = Sigma != 0
+            N, C, Sigma = N[:, used], C[used], Sigma[used]
+        root = Sigma.abs().sqrt()
+        weight = (N * root) @ (root.unsqueeze(1) * C)
+        return weight.view(self.output_channel, self.input_channel, self.kernel_size, self.kernel_size)
+
+    def forward(self, x: torch.Tensor, rank: Optional[int] = None) -> torch.Tensor:
+        return F.conv2d(x, self.composed_weight(rank), self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_channel}, {self.output_channel}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, bias={self.bias is not None}, rank={self.rank}")
+
+
+def svd_layers(model: nn.Module) -> list:
+    """The model's ``SVD_Conv2d`` layers in registration (= forward) order."""
+    return [m for m in model.modules() if isinstance(m, SVD_Conv2d)]

@@ -1,0 +1,83 @@
+"""The end-of-task rules: pruning by energy, growth, and the model-size formula."""
+import os
+
+import pytest
+import torch
+
+from agents.compression import grown_free_rank, prune_by_energy
+from utils.model_size import cacl_model_size_mb
+
+REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
+NET_SVD_LAYERS = [(27, 64), (576, 64), (576, 128), (1152, 128), (512, 256)]
+INITIAL_RANKS = [18, 57, 104, 115, 170]
+
+
+def kept_energy_fraction(sigma, start, mask):
+    new = sigma[start:].double() ** 2
+    return float(new[mask].sum() / new.sum())
+
+
+@pytest.mark.parametrize("energy_sv", [3e-5, 0.01, 0.1, 0.3])
+def test_prune_by_energy_keeps_exactly_the_energy_asked_for(energy_sv):
+    torch.manual_seed(0)
+    sigma = torch.randn(50) * torch.logspace(0, -3, 50)
+    start = 10
+    mask = prune_by_energy(sigma, start, energy_sv)
+    assert mask.shape == (40,)
+    assert kept_energy_fraction(sigma, start, mask) >= 1 - energy_sv
+    smallest_kept = sigma[start:].abs()[mask].argmin()
+    without = mask.clone()
+    without[mask.nonzero()[smallest_kept]] = False
+    assert kept_energy_fraction(sigma, start, without) < 1 - energy_sv
+
+
+def test_prune_keeps_components_in_their_original_order():
+    sigma = torch.tensor([9.0, 0.01, 3.0, 0.02, 5.0])
+    assert prune_by_energy(sigma, 0, 0.01).tolist() == [True, False, True, False, True]
+
+
+def test_prune_with_prev_sing_counts_frozen_energy():
+    sigma = torch.tensor([10.0, 1.0, 0.5, 0.1])
+    assert prune_by_energy(sigma, 1, 0.01).tolist() == [True, True, False]
+    # the frozen energy (100) already exceeds 99% of the total: only the first (largest) new one is kept
+    assert prune_by_energy(sigma, 1, 0.01, prev_sing=True).tolist() == [True, False, False]
+
+
+def test_growth_follows_the_mean_of_earlier_identifiers_capped_at_initial_rank():
+    assert grown_free_rank(3, [], 18, grow_to_mean=True) == 3
+    assert grown_free_rank(3, [10, 15], 18, grow_to_mean=True) == 12
+    assert grown_free_rank(3, [20, 30], 18, grow_to_mean=True) == 18
+    assert grown_free_rank(15, [10, 15], 18, grow_to_mean=True) == 15
+    assert grown_free_rank(3, [10, 15], 18, grow_to_mean=False) == 18
+
+
+def load_reference(name, piece):
+    path = os.path.join(REFERENCE, name, f"{piece}.pth")
+    if not os.path.exists(path):
+        pytest.skip("../shared/reference is absent")
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("name, size, expected", [
+    ("CNet_CIFAR100_finalmodel_sparse_wt0.1", 4, 8.53),
+    ("miniImageNet_final_sparse_wt0.1", 64, 13.03),
+    ("CNet_CIFAR100_finalmodel_sparse_wt0.4", 4, 2.60),
+])
+def test_model_size_of_published_models(name, size, expected):
+    """The formula gives 8.535, 13.033 and 2.599 MB: the published two-decimal figures up to their last digit."""
+    chann_used = load_reference(name, "chann_used")
+    heads = len(chann_used) * (256 * size * 5 + 5)
+    assert cacl_model_size_mb(NET_SVD_LAYERS, chann_used, heads) == pytest.approx(expected, abs=0.006)
+
+
+@pytest.mark.parametrize("name", ["CNet_CIFAR100_finalmodel_sparse_wt0.1", "miniImageNet_final_sparse_wt0.1",
+                                  "CNet_CIFAR100_finalmodel_sparse_wt0.4", "miniImageNet_final_sparse_wt0.4"])
+def test_growth_rule_reproduces_published_final_ranks(name):
+    identifiers = load_reference(name, "task_identifiers")
+    ranks = list(INITIAL_RANKS)
+    for task in range(len(identifiers)):
+        for layer in range(len(ranks)):
+            prefix = identifiers[task][layer]
+            earlier = [identifiers[t][layer] for t in range(task)]
+            ranks[layer] = prefix + grown_free_rank(ranks[layer] - prefix, earlier, INITIAL_RANKS[layer], True)
+    assert ranks == load_reference(name, "rank")

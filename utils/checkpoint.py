@@ -1,0 +1,48 @@
+"""The published on-disk format of a trained CACL model: ``saves/<exp>/*.pth``, one file per piece of state."""
+import os
+from pathlib import Path
+from typing import Dict
+
+import torch
+
+from utils.errors import UserError
+from utils.files import atomic_torch_save
+
+MODEL_FILE = "final_model.pth"
+STATE_FILES = ("rank.pth", "task_identifiers.pth", "task_name_count.pth", "chann_used.pth")
+SEARCH_DIRS = ("saves", "pretrained")
+
+
+def save_checkpoint(directory: str, state_dict, rank, task_identifiers, task_name_count, chann_used) -> None:
+    """Write the five files of the published format into ``directory`` (each written atomically)."""
+    os.makedirs(directory, exist_ok=True)
+    pieces = dict(zip((MODEL_FILE,) + STATE_FILES, (state_dict, rank, task_identifiers, task_name_count, chann_used)))
+    for name, value in pieces.items():
+        atomic_torch_save(value, os.path.join(directory, name))
+
+
+def find_checkpoint(name: str) -> Path:
+    """``name`` as a directory, else ``saves/<name>``, else ``pretrained/<name>``."""
+    for candidate in [Path(name)] + [Path(d) / name for d in SEARCH_DIRS]:
+        if candidate.is_dir():
+            return candidate
+    raise UserError(f"--loadmodel {name}: no such checkpoint directory (looked for {name}, saves/{name} and "
+                    f"pretrained/{name})")
+
+
+def load_piece(directory: Path, name: str):
+    path = directory / name
+    if not path.is_file():
+        raise UserError(f"checkpoint {directory} lacks {name} (a CACL checkpoint holds {MODEL_FILE} and "
+                        f"{', '.join(STATE_FILES)})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for unreadable files
+        raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+
+
+def load_checkpoint(directory: Path) -> Dict[str, object]:
+    """All five pieces: ``state_dict``, ``rank``, ``task_identifiers``, ``task_name_count``, ``chann_used``."""
+    pieces = {name[:-4]: load_piece(directory, name) for name in STATE_FILES}
+    pieces["state_dict"] = load_piece(directory, MODEL_FILE)
+    return pieces

@@ -1,0 +1,52 @@
+"""Results of a run and of a whole experiment: the published JSON files and the table the driver prints."""
+import statistics
+from typing import Dict, Mapping, Sequence
+
+AccuracyMatrix = Dict[str, Dict[str, float]]  # {task trained last: {task evaluated: accuracy %}}
+
+
+def run_record(acc_matrix: AccuracyMatrix, channels, all_rank: Sequence[int], model_size: float,
+               dense_models_size: float) -> dict:
+    """``output_run<r>.json``: accuracy per task after the last task, their average, the components and size."""
+    final = acc_matrix[list(acc_matrix)[-1]] if acc_matrix else {}
+    return {
+        "acc": dict(final),
+        "avg_acc": statistics.fmean(final.values()) if final else 0.0,
+        "channels": {str(task): list(used) for task, used in channels.items()},
+        "all_rank": list(all_rank),
+        "model_size": model_size,
+        "dense_models_size": dense_models_size,
+        "acc_matrix": acc_matrix,
+    }
+
+
+def final_record(runs: Sequence[Mapping]) -> dict:
+    """``output_final.json``: means over the repeats, with the standard deviation of the average accuracy."""
+    averages = [run["avg_acc"] for run in runs]
+    tasks = list(runs[0]["acc"])
+    return {
+        "acc": {task: statistics.fmean(run["acc"][task] for run in runs) for task in tasks},
+        "avg_acc": statistics.fmean(averages),
+        "std_acc": statistics.pstdev(averages),
+        "all_avg_acc": averages,
+        "model_size": statistics.fmean(run["model_size"] for run in runs),
+        "dense_models_size": statistics.fmean(run["dense_models_size"] for run in runs),
+        "repeats": len(runs),
+    }
+
+
+def format_table(experiment: str, runs: Sequence[Mapping]) -> str:
+    """Per-task accuracy (mean ± std over repeats), the average and the model size, as plain text."""
+    final = final_record(runs)
+    lines = [f"{experiment} ({len(runs)} run{'s' if len(runs) > 1 else ''})", f"{'task':>8}  {'accuracy %':>14}"]
+    for task, mean in final["acc"].items():
+        spread = statistics.pstdev(run["acc"][task] for run in runs)
+        lines.append(f"{task:>8}  {mean:8.2f} ± {spread:4.2f}")
+    lines.append(f"{'average':>8}  {final['avg_acc']:8.2f} ± {final['std_acc']:4.2f}")
+    size, dense = final["model_size"], final["dense_models_size"]
+    line = f"model size: {size:.3f} MB"
+    if dense > 0 and size > 0:
+        line += f" ({len(final['acc'])} individual dense models: {dense:.3f} MB, {dense / size:.1f}x larger)"
+    lines.append(line)
+    return "\n".join(lines)
+
