@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents import AgentConfig, build_agent
 from agents.default import NormalNN
-from dataloaders import PermutedGen, SplitGen, TaskLoader, load_dataset
+from dataloaders import DATASETS, PermutedGen, SplitGen, TaskLoader, load_dataset, multidataset_tasks
 from models import build_model, model_builders, svd_layers
 from models.customnet import feature_size
 from utils.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
@@ -27,6 +27,7 @@ from utils.runtime import pick_device, seed_everything
 log = logging.getLogger("iBatchLearn")
 
 GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
+MULTIDATASET = "multidataset"
 LATER_FEATURES = {
     "debug": "the --debug search modes (--sp_wt_search, --e_search)",
     "ind_models": "--ind_models",
@@ -53,7 +54,8 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--agent_name", type=str, default="SVDNet", help="agent class in that module")
     add("--optimizer", type=str, default="Adam", help="a torch.optim optimizer, or amsgrad")
     add("--dataroot", type=str, default="data", help="directory holding the datasets")
-    add("--dataset", type=str, default="CIFAR10", help="CIFAR10, CIFAR100, MNIST, FashionMNIST")
+    add("--dataset", type=str, default="CIFAR10",
+        help="CIFAR10, CIFAR100, MNIST, FashionMNIST, miniImageNet, or multidataset (the 5-dataset sequence)")
     add("--n_permutation", type=int, default=0, help="> 0: that many permuted-pixel tasks instead of class splits")
     add("--first_split_size", type=int, default=5, help="classes in the first task")
     add("--other_split_size", type=int, default=5, help="classes in every later task")
@@ -99,6 +101,8 @@ def check_args(args: argparse.Namespace) -> None:
     for flag, feature in LATER_FEATURES.items():
         if getattr(args, flag):
             raise UserError(f"{feature} is not available in this version of the project yet")
+    if args.dataset not in (*DATASETS, MULTIDATASET):
+        raise UserError(f"unknown dataset {args.dataset!r}: choose one of {', '.join((*DATASETS, MULTIDATASET))}")
     if not 0 < args.energy_sv < 1:
         raise UserError(f"--energy_sv must lie in (0, 1), got {args.energy_sv}")
     if any(b <= a for a, b in zip(args.schedule, args.schedule[1:])) or args.schedule[0] <= 0:
@@ -111,8 +115,19 @@ def check_args(args: argparse.Namespace) -> None:
     model_builders(args.model_type)
 
 
-def build_tasks(args, train_set, test_set):
-    """Class splits (or permutations) of the dataset: train and test data per task, and each task's classes."""
+def load_data(args):
+    """The dataset's train and test sets, or the five fixed tasks of the 5-dataset sequence."""
+    if args.dataset == MULTIDATASET:
+        return multidataset_tasks(args.dataroot)
+    return load_dataset(args.dataset, args.dataroot, args.train_aug)
+
+
+def build_tasks(args, data):
+    """Train and test data per task, and each task's number of classes: class splits, permutations, or the
+    5-dataset sequence's fixed tasks."""
+    if args.dataset == MULTIDATASET:
+        return data
+    train_set, test_set = data
     remap = not args.no_class_remap
     if args.n_permutation > 0:
         return PermutedGen(train_set, test_set, args.n_permutation, remap_class=remap)
@@ -126,6 +141,10 @@ def output_dims(args, task_output_space: Dict[str, int]) -> Dict[str, int]:
     if args.no_class_remap:
         raise UserError("--no_class_remap keeps the dataset's labels: give --force_out_dim with the number of classes")
     return dict(task_output_space)
+
+
+def image_size(splits) -> int:
+    return next(iter(splits.values())).images.shape[-1]
 
 
 def make_agent(args, sparse_wt: float, image_size: int, out_dim: Dict[str, int], device, writer=None,
@@ -188,13 +207,12 @@ def evaluation_splits(args, train_splits, test_splits):
 
 def train_run(args, sparse_wt: float, repeat: int, device, data) -> Tuple[dict, NormalNN]:
     """One run of the whole task sequence; returns its results record and the trained agent."""
-    train_set, test_set = data
     seed_everything(args.seed + repeat)
-    train_splits, test_splits, task_output_space = build_tasks(args, train_set, test_set)
+    train_splits, test_splits, task_output_space = build_tasks(args, data)
     names = task_order(args, list(train_splits))
     experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
     with SummaryWriter(os.path.join("runs", experiment, f"run{repeat}")) as writer:
-        agent = make_agent(args, sparse_wt, train_set.images.shape[-1], output_dims(args, task_output_space), device,
+        agent = make_agent(args, sparse_wt, image_size(train_splits), output_dims(args, task_output_space), device,
                            writer)
         eval_splits = evaluation_splits(args, train_splits, test_splits)
         acc_matrix = {}
@@ -228,15 +246,14 @@ def evaluate_checkpoint(args, device, data) -> dict:
     """``--loadmodel``: every task of a saved model through its own components and head."""
     directory = find_checkpoint(args.loadmodel)
     pieces = load_checkpoint(directory)
-    train_set, test_set = data
     seed_everything(args.seed)
-    train_splits, test_splits, task_output_space = build_tasks(args, train_set, test_set)
+    train_splits, test_splits, task_output_space = build_tasks(args, data)
     unknown = [task for task in pieces["task_name_count"] if task not in train_splits]
     if unknown:
         raise UserError(f"{directory} was trained on tasks {', '.join(unknown)}, which --dataset {args.dataset} "
                         f"with these split sizes does not have")
     try:
-        agent = make_agent(args, 0.0, train_set.images.shape[-1], output_dims(args, task_output_space), device,
+        agent = make_agent(args, 0.0, image_size(train_splits), output_dims(args, task_output_space), device,
                            rank=list(pieces["rank"]))
     except ValueError as error:
         raise UserError(f"{directory}/rank.pth does not fit --model_name {args.model_name}: {error}") from None
@@ -257,7 +274,7 @@ def run_experiments(args) -> List[str]:
     check_args(args)
     device = pick_device(args.gpuid)
     torch.backends.cudnn.benchmark = args.benchmark
-    data = load_dataset(args.dataset, args.dataroot, args.train_aug)
+    data = load_data(args)
     tables = []
     if args.loadmodel:
         record = evaluate_checkpoint(args, device, data)

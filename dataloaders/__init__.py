@@ -1,7 +1,18 @@
 """Datasets in memory as uint8 tensors, task splits, batched on-device transforms and the task loader."""
 
-from dataloaders.datasets import CIFAR10, CIFAR100, DATASETS, MNIST, FashionMNIST, ImageSet, load_dataset, read_idx
+from dataloaders.datasets import (
+    CIFAR10,
+    CIFAR100,
+    DATASETS,
+    MNIST,
+    FashionMNIST,
+    ImageSet,
+    load_dataset,
+    miniImageNet,
+    read_idx,
+)
 from dataloaders.loader import TaskLoader
+from dataloaders.multidataset import SVHN, multidataset_tasks, notMNIST
 from dataloaders.splits import PermutedGen, SplitGen, TaskData, split_boundaries
 from dataloaders.transforms import BatchTransform, crop_and_flip
 
@@ -14,11 +25,15 @@ __all__ = [
     "ImageSet",
     "MNIST",
     "PermutedGen",
+    "SVHN",
     "SplitGen",
     "TaskData",
     "TaskLoader",
     "crop_and_flip",
     "load_dataset",
+    "miniImageNet",
+    "multidataset_tasks",
+    "notMNIST",
     "read_idx",
     "split_boundaries",
 ]

@@ -2,9 +2,10 @@
 
 One function per ``--dataset`` name returns ``(train, test)`` :class:`ImageSet` s. CIFAR is read
 through torchvision's readers (official python pickles); MNIST and Fashion-MNIST through a small
-IDX reader, from torchvision's folder layout ``<dataroot>/<name>/raw/``. Data missing from disk is
-downloaded with torchvision where a network is reachable; anything else the user must fix is a
-one-line :class:`UserError`.
+IDX reader, from torchvision's folder layout ``<dataroot>/<name>/raw/``; miniImageNet from the pickles
+of the Adversarial Continual Learning code. Data missing from disk is downloaded with torchvision
+where a network is reachable (not miniImageNet); anything else the user must fix is a one-line
+:class:`UserError`.
 """
 
 import gzip
@@ -301,7 +302,78 @@ def FashionMNIST(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, Imag
     )
 
 
-DATASETS = {"CIFAR10": CIFAR10, "CIFAR100": CIFAR100, "MNIST": MNIST, "FashionMNIST": FashionMNIST}
+# ---------------------------------------------------------------- miniImageNet (pickles of Adversarial Continual Learning)
+
+
+MINIIMAGENET_SOURCE = (
+    "the train.pkl and test.pkl published with the Adversarial Continual Learning code "
+    "(github.com/facebookresearch/Adversarial-Continual-Learning), which CACL uses"
+)
+"""Where the miniImageNet pickles come from; there is no automatic download."""
+
+
+def _miniimagenet_problem(entry: object) -> str | None:
+    """What makes an unpickled ``entry`` differ from a miniImageNet split, or None if nothing does.
+
+    A split is a dict with ``images`` (uint8 N×84×84×3) and ``labels`` (N non-negative ints).
+    """
+    if not isinstance(entry, dict):
+        return "is not a pickled dict"
+    missing = [key for key in ("images", "labels") if key not in entry]
+    if missing:
+        return f"lacks the key {missing[0]!r}"
+    images, labels = entry["images"], np.asarray(entry["labels"])
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[1:] == (84, 84, 3)):
+        return "has no uint8 N×84×84×3 'images' array"
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
+        return "has no list of non-negative integer 'labels'"
+    if len(labels) != len(images):
+        return f"has {len(images)} images but {len(labels)} labels"
+    return None
+
+
+def _read_miniimagenet_split(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images uint8 (N, 3, 84, 84) and labels int64 (N,) of one pickled split."""
+    try:
+        with open(path, "rb") as file:
+            entry = pickle.load(file, encoding="latin1")
+    except Exception as error:  # unpickling arbitrary bytes can fail with almost any exception type
+        problem = f"cannot be unpickled ({type(error).__name__})"
+    else:
+        problem = _miniimagenet_problem(entry)
+    if problem is not None:
+        raise UserError(f"miniImageNet file {path} {problem}: replace it by {MINIIMAGENET_SOURCE}")
+    images = torch.from_numpy(entry["images"]).permute(0, 3, 1, 2).contiguous()
+    return images, torch.as_tensor(np.asarray(entry["labels"]), dtype=torch.int64)
+
+
+def miniImageNet(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:
+    """miniImageNet (100 classes, 84×84 RGB) from ``<dataroot>/mini-imagenet/{train,test}.pkl``.
+
+    Normalised with the ImageNet mean and std; ``train_aug`` adds a random horizontal flip (no crop) to train.
+    """
+    folder = os.path.join(dataroot, "mini-imagenet")
+    paths = [os.path.join(folder, file_name) for file_name in ("train.pkl", "test.pkl")]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UserError(
+                f"miniImageNet not found ({path} is missing): put {MINIIMAGENET_SOURCE} in "
+                f"{os.path.join(folder, '')} or pass --dataroot"
+            )
+    logger.info("reading miniImageNet from %s", folder)
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    train = ImageSet(*_read_miniimagenet_split(paths[0]), BatchTransform(mean, std, augment=train_aug, crop_padding=0))
+    test = ImageSet(*_read_miniimagenet_split(paths[1]), BatchTransform(mean, std))
+    return train, test
+
+
+DATASETS = {
+    "CIFAR10": CIFAR10,
+    "CIFAR100": CIFAR100,
+    "MNIST": MNIST,
+    "FashionMNIST": FashionMNIST,
+    "miniImageNet": miniImageNet,
+}
 
 
 def load_dataset(name: str, dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:

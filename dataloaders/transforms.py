@@ -2,7 +2,8 @@
 
 The whole batch is transformed at once on whatever device holds it, so the data loader does no
 per-sample Python work. The augmentation reproduces torchvision's ``RandomCrop(H, padding=p)``
-followed by ``RandomHorizontalFlip()`` and ``ToTensor()`` exactly, sample by sample.
+followed by ``RandomHorizontalFlip()`` and ``ToTensor()`` exactly, sample by sample; with p = 0 it is
+``RandomHorizontalFlip()`` alone.
 """
 
 from dataclasses import dataclass
@@ -51,9 +52,10 @@ def crop_and_flip(
 class BatchTransform:
     """Turns a uint8 batch (B, C, H, W) into the normalised float32 network input (B, C', H, W).
 
-    In order: optional random crop and flip (``augment``); ``x / 255``; optional grey → RGB
-    (``to_rgb``, C' = 3); ``(x − mean[c]) / std[c]`` per channel (a single mean/std is broadcast over
-    all channels); optional pixel permutation ``x.view(B, C, H·W)[:, :, permutation]``.
+    In order: optional random crop and flip (``augment``; with ``crop_padding = 0`` flip only, never a
+    crop); ``x / 255``; optional grey → RGB (``to_rgb``, C' = 3); ``(x − mean[c]) / std[c]`` per channel
+    (a single mean/std is broadcast over all channels); optional pixel permutation
+    ``x.view(B, C, H·W)[:, :, permutation]``.
     """
 
     mean: tuple[float, ...] | list[float]
@@ -80,7 +82,10 @@ class BatchTransform:
         return inputs
 
     def random_crop_and_flip(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """Crop offsets uniform over the (2p+1)² positions and flips with probability 1/2, drawn per sample on CPU."""
+        """Crop offsets uniform over the (2p+1)² positions and flips with probability 1/2, drawn per sample on CPU.
+
+        With p = 0 the only position is the image itself: flips alone.
+        """
         batch_size = images.shape[0]
         positions = 2 * self.crop_padding + 1
         offsets_y = torch.randint(positions, (batch_size,), generator=generator)

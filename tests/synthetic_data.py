@@ -11,6 +11,11 @@ nearest-class-mean rule) separates the classes well above chance, even under ran
   ``coarse_label_names``.
 - MNIST / Fashion-MNIST (``<name>/raw/``): IDX files ``{train,t10k}-images-idx3-ubyte`` (magic 2051,
   N, 28, 28, big-endian) and ``{train,t10k}-labels-idx1-ubyte`` (magic 2049, N), raw or ``.gz``.
+- miniImageNet (``mini-imagenet/``): ``train.pkl``, ``test.pkl`` are pickled dicts with ``images``
+  (uint8 N×84×84×3) and ``labels`` (list of int), as published with Adversarial Continual Learning.
+- notMNIST (``notMNIST.zip``): 28×28 greyscale PNGs ``notMNIST/{Train,Test}/<A..J>/<name>.png``.
+- SVHN (``SVHN/``): ``train_32x32.mat``, ``test_32x32.mat`` (MATLAB v5) with ``X`` (uint8 32×32×3×N)
+  and ``y`` (N×1, 1 … 10, where 10 is the digit 0).
 
 The CIFAR pickles are written as Python 2's cPickle wrote the originals (protocol 2, strings as byte
 strings), so they load as the originals do: with ``encoding="latin1"`` keys are ``str`` (torchvision),
@@ -18,11 +23,15 @@ with ``encoding="bytes"`` they are ``bytes`` (``b"data"``).
 """
 
 import gzip
+import io
 import os
 import pickle
 import struct
+import zipfile
 
 import numpy as np
+import scipy.io
+from PIL import Image
 
 CIFAR10_LABEL_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -169,3 +178,74 @@ def write_mnist_idx(
         write_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte{suffix}"), split_images)
         write_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte{suffix}"), labels.astype(np.uint8))
     return folder
+
+
+def write_miniimagenet(
+    root: str, n_per_class_train: int = 2, n_per_class_test: int = 1, num_classes: int = 100, seed: int = 0
+) -> str:
+    """Write ``<root>/mini-imagenet/{train,test}.pkl`` of 84×84 RGB images; return that folder."""
+    folder = os.path.join(root, "mini-imagenet")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train_labels = _balanced_labels(num_classes, n_per_class_train, rng)
+    test_labels = _balanced_labels(num_classes, n_per_class_test, rng)
+    images = class_images(np.concatenate([train_labels, test_labels]), 3, 84, 12, rng).transpose(0, 2, 3, 1)
+    for file_name, split_images, labels in (
+        ("train.pkl", images[: len(train_labels)], train_labels),
+        ("test.pkl", images[len(train_labels) :], test_labels),
+    ):
+        with open(os.path.join(folder, file_name), "wb") as file:
+            pickle.dump({"images": np.ascontiguousarray(split_images), "labels": labels.tolist()}, file)
+    return folder
+
+
+NOTMNIST_LETTERS = "ABCDEFGHIJ"
+
+
+def write_notmnist_zip(root: str, n_train_per_class: int = 5, n_test_per_class: int = 2, seed: int = 0) -> str:
+    """Write ``<root>/notMNIST.zip`` of 28×28 greyscale PNGs, with the letter folders' entries; return its path."""
+    path = os.path.join(root, "notMNIST.zip")
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train_labels = _balanced_labels(10, n_train_per_class, rng)
+    test_labels = _balanced_labels(10, n_test_per_class, rng)
+    images = class_images(np.concatenate([train_labels, test_labels]), 1, 28, 7, rng)[:, 0]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for split, split_images, labels in (
+            ("Train", images[: len(train_labels)], train_labels),
+            ("Test", images[len(train_labels) :], test_labels),
+        ):
+            for letter in NOTMNIST_LETTERS:
+                archive.writestr(f"notMNIST/{split}/{letter}/", b"")
+            for image, label, file_name in zip(split_images, labels, _file_names(len(labels), 0)):
+                png = io.BytesIO()
+                Image.fromarray(image).save(png, format="PNG")
+                archive.writestr(f"notMNIST/{split}/{NOTMNIST_LETTERS[label]}/{file_name}", png.getvalue())
+    return path
+
+
+def write_svhn_mat(root: str, n_train: int = 50, n_test: int = 20, folder_name: str = "SVHN", seed: int = 0) -> str:
+    """Write ``<root>/<folder_name>/{train,test}_32x32.mat`` (``""`` for ``<root>/`` itself); return that folder."""
+    folder = os.path.join(root, folder_name)
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    train_digits = rng.permutation(np.arange(n_train) % 10)
+    test_digits = rng.permutation(np.arange(n_test) % 10)
+    images = class_images(np.concatenate([train_digits, test_digits]), 3, 32, 8, rng)
+    for file_name, split_images, digits in (
+        ("train_32x32.mat", images[:n_train], train_digits),
+        ("test_32x32.mat", images[n_train:], test_digits),
+    ):
+        labels = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(-1, 1)
+        scipy.io.savemat(os.path.join(folder, file_name), {"X": split_images.transpose(2, 3, 1, 0), "y": labels})
+    return folder
+
+
+def write_multidataset(root: str) -> str:
+    """Write the five members of the 5-dataset sequence, a few images per class each; return ``root``."""
+    write_cifar10(root, n_per_class_train=5, n_per_class_test=2, seed=1)
+    write_notmnist_zip(root, seed=2)
+    write_mnist_idx(root, folder_name="MNIST", n_train=50, n_test=20, seed=3)
+    write_svhn_mat(root, seed=4)
+    write_mnist_idx(root, folder_name="FashionMNIST", n_train=50, n_test=20, seed=5)
+    return root

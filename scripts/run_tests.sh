@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Install the project into .venv if needed, then run the whole test suite (extra arguments go to pytest).
+set -euo pipefail
+source "$(dirname "$0")/setup_env.sh"
+exec .venv/bin/python -m pytest -q tests "$@"
