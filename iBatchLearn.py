@@ -14,10 +14,11 @@ from torch.utils.tensorboard import SummaryWriter
 
 from agents import AgentConfig, build_agent
 from agents.default import NormalNN
+from agents.search import energy_search, plot_search, sparsity_search
+from agents.protocols import TaskStream, learn_jointly, learn_separately, learn_sequentially
 from dataloaders import DATASETS, PermutedGen, SplitGen, TaskLoader, load_dataset, multidataset_tasks
 from models import build_model, model_builders, svd_layers
-from models.customnet import feature_size
-from utils.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from utils.checkpoint import find_checkpoint, load_checkpoint, load_state, read_state, save_checkpoint, svd_ranks
 from utils.errors import UserError
 from utils.files import atomic_json_dump, atomic_torch_save
 from utils.model_size import individual_models_size_mb
@@ -28,15 +29,6 @@ log = logging.getLogger("iBatchLearn")
 
 GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
 MULTIDATASET = "multidataset"
-LATER_FEATURES = {
-    "debug": "the --debug search modes (--sp_wt_search, --e_search)",
-    "ind_models": "--ind_models",
-    "offline_training": "--offline_training",
-    "incremental_class": "--incremental_class",
-    "single_tasks": "--single_tasks",
-}
-
-
 def get_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -98,9 +90,13 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for values that cannot work."""
-    for flag, feature in LATER_FEATURES.items():
-        if getattr(args, flag):
-            raise UserError(f"{feature} is not available in this version of the project yet")
+    for flag, values in (("e_search", args.e_search), ("sp_wt_search", args.sp_wt_search)):
+        if len(values) != 2 or not 0 <= values[0] < values[1]:
+            raise UserError(f"--{flag} takes two values LOW HIGH with 0 <= LOW < HIGH")
+    if args.debug and args.agent_type != "SVDNet":
+        raise UserError("the --debug searches measure components kept: they need --agent_type SVDNet")
+    if args.debug and args.model_weights and not 0 < args.e_search[0]:
+        raise UserError("--e_search energies must be positive (they are spaced logarithmically)")
     if args.dataset not in (*DATASETS, MULTIDATASET):
         raise UserError(f"unknown dataset {args.dataset!r}: choose one of {', '.join((*DATASETS, MULTIDATASET))}")
     if not 0 < args.energy_sv < 1:
@@ -110,6 +106,11 @@ def check_args(args: argparse.Namespace) -> None:
     for flag in ("batch_size", "repeat", "print_freq"):
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if args.incremental_class and args.force_out_dim <= 0:
+        raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of classes "
+                        "(and --no_class_remap to keep the dataset's labels)")
+    if sum((args.ind_models, args.offline_training)) > 1:
+        raise UserError("--ind_models and --offline_training are different protocols: choose one")
     if len(args.reg_coef) > 1:
         raise UserError("only one --reg_coef value is supported")
     model_builders(args.model_type)
@@ -130,7 +131,8 @@ def build_tasks(args, data):
     train_set, test_set = data
     remap = not args.no_class_remap
     if args.n_permutation > 0:
-        return PermutedGen(train_set, test_set, args.n_permutation, remap_class=remap)
+        # every task has all classes: offsetting labels per task only makes sense for one shared head
+        return PermutedGen(train_set, test_set, args.n_permutation, remap_class=remap and args.force_out_dim > 0)
     return SplitGen(train_set, test_set, first_split_sz=args.first_split_size, other_split_sz=args.other_split_size,
                     rand_split=args.rand_split, remap_class=remap)
 
@@ -138,7 +140,7 @@ def build_tasks(args, data):
 def output_dims(args, task_output_space: Dict[str, int]) -> Dict[str, int]:
     if args.force_out_dim > 0:
         return {"All": args.force_out_dim}
-    if args.no_class_remap:
+    if args.no_class_remap and args.n_permutation == 0:
         raise UserError("--no_class_remap keeps the dataset's labels: give --force_out_dim with the number of classes")
     return dict(task_output_space)
 
@@ -148,49 +150,23 @@ def image_size(splits) -> int:
 
 
 def make_agent(args, sparse_wt: float, image_size: int, out_dim: Dict[str, int], device, writer=None,
-               rank=None) -> NormalNN:
-    kwargs = {"size": feature_size(image_size)}
-    if rank is not None:
-        kwargs["rank"] = rank
-    model = build_model(args.model_type, args.model_name, **kwargs)
+               state=None, source: str = "") -> NormalNN:
+    """Model and agent from the flags; the model starts from ``state`` (or ``--model_weights``) when given, built
+    with the ranks that state's SVD layers have."""
+    if state is None and args.model_weights:
+        state, source = read_state(args.model_weights), args.model_weights
+    ranks = svd_ranks(state) if state is not None else []
+    model = build_model(args.model_type, args.model_name, image_size=image_size, **({"rank": ranks} if ranks else {}))
     model.add_heads(out_dim)
-    if args.model_weights:
-        load_weights(model, args.model_weights)
+    if state is not None:
+        load_state(model, state, source)
     config = AgentConfig(lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, optimizer=args.optimizer,
                          schedule=args.schedule, print_freq=args.print_freq, device=str(device), sparse_wt=sparse_wt,
                          perp_wt=args.perp_wt, energy_sv=args.energy_sv, reg_type_svd=args.reg_type_svd,
                          prev_sing=args.prev_sing, grow_network=args.grow_network,
-                         grow_to_mean=args.dataset in GROW_TO_MEAN_DATASETS)
+                         grow_to_mean=args.dataset in GROW_TO_MEAN_DATASETS,
+                         save_running_stats=args.save_running_stats)
     return build_agent(args.agent_type, args.agent_name, model, config, writer)
-
-
-def load_weights(model, path: str) -> None:
-    if not os.path.isfile(path):
-        raise UserError(f"--model_weights {path}: no such file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for unreadable files
-        raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-    load_state(model, state, path)
-
-
-def load_state(model, state, source: str) -> None:
-    """``load_state_dict`` with a one-line error naming the first tensor that does not fit."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        if wrong:
-            key = wrong[0]
-            detail = f"tensor {key} has shape {tuple(state[key].shape)}, the model expects {tuple(own[key].shape)}"
-        elif missing:
-            detail = f"tensor {missing[0]} is missing"
-        else:
-            detail = f"tensor {unexpected[0]} does not belong to the model"
-        raise UserError(f"{source} does not fit --model_type {model.__module__.split('.')[-1]} "
-                        f"--model_name and this dataset's tasks: {detail}")
-    model.load_state_dict(state)
 
 
 def task_order(args, task_names: List[str]) -> List[str]:
@@ -202,36 +178,51 @@ def task_order(args, task_names: List[str]) -> List[str]:
 
 
 def evaluation_splits(args, train_splits, test_splits):
+    """``--eval_on_train_set`` evaluates on the training data."""
     return train_splits if args.eval_on_train_set else test_splits
 
 
-def train_run(args, sparse_wt: float, repeat: int, device, data) -> Tuple[dict, NormalNN]:
-    """One run of the whole task sequence; returns its results record and the trained agent."""
+def train_run(args, sparse_wt: float, repeat: int, device, data) -> Tuple[dict, List[NormalNN]]:
+    """One run of the whole task sequence under the chosen protocol; returns its results record and the agents."""
     seed_everything(args.seed + repeat)
     train_splits, test_splits, task_output_space = build_tasks(args, data)
-    names = task_order(args, list(train_splits))
+    stream = TaskStream(task_order(args, list(train_splits)), train_splits,
+                        evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
+    out_dim = output_dims(args, task_output_space)
     experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
     with SummaryWriter(os.path.join("runs", experiment, f"run{repeat}")) as writer:
-        agent = make_agent(args, sparse_wt, image_size(train_splits), output_dims(args, task_output_space), device,
-                           writer)
-        eval_splits = evaluation_splits(args, train_splits, test_splits)
-        acc_matrix = {}
-        for position, name in enumerate(names):
-            log.info("run %d, task %s (%d of %d)", repeat, name, position + 1, len(names))
-            train_loader = TaskLoader(train_splits[name], args.batch_size, shuffle=True, device=device)
-            agent.learn_task(name, train_loader)
-            acc_matrix[name] = {}
-            for seen in names[:position + 1]:
-                loader = TaskLoader(eval_splits[seen], args.batch_size, shuffle=False, device=device)
-                acc_matrix[name][seen] = agent.evaluate(loader)
-                writer.add_scalar(f"accuracy/task_{seen}", acc_matrix[name][seen], position + 1)
-            log.info("after task %s: %s", name, acc_matrix[name])
-    return run_record(acc_matrix, getattr(agent, "chann_used", {}), ranks_of(agent), agent.model_size_mb(),
-                      individual_models_size_mb(agent.model, len(names))), agent
+        def new_agent() -> NormalNN:
+            return make_agent(args, sparse_wt, image_size(train_splits), out_dim, device, writer)
+
+        if args.ind_models:
+            acc_matrix, separate = learn_separately(new_agent, stream, writer)
+            agents = list(separate.values())
+        else:
+            agents = [new_agent()]
+            if args.offline_training:
+                acc_matrix = learn_jointly(agents[0], stream, writer)
+            else:
+                grow_output = (lambda name: agents[0].add_valid_output_dim(task_output_space[name])) \
+                    if args.incremental_class else None
+                acc_matrix = learn_sequentially(agents[0], stream, writer, only_current=args.single_tasks,
+                                                before_task=grow_output)
+    last = agents[-1]
+    model_size = sum(agent.model_size_mb() for agent in agents)
+    return run_record(acc_matrix, getattr(last, "chann_used", {}), ranks_of(last), model_size,
+                      individual_models_size_mb(last.model, len(stream.names))), agents
 
 
 def ranks_of(agent: NormalNN) -> List[int]:
     return [layer.rank for layer in svd_layers(agent.model)]
+
+
+def save_agents(agents: List[NormalNN], directory: str) -> None:
+    """The published checkpoint files; with ``--ind_models`` one folder ``task<name>/`` per task's model."""
+    if len(agents) > 1:
+        for agent in agents:
+            save_agent(agent, os.path.join(directory, f"task{agent.tasks_trained[0]}"))
+    else:
+        save_agent(agents[0], directory)
 
 
 def save_agent(agent: NormalNN, directory: str) -> None:
@@ -252,12 +243,11 @@ def evaluate_checkpoint(args, device, data) -> dict:
     if unknown:
         raise UserError(f"{directory} was trained on tasks {', '.join(unknown)}, which --dataset {args.dataset} "
                         f"with these split sizes does not have")
-    try:
-        agent = make_agent(args, 0.0, image_size(train_splits), output_dims(args, task_output_space), device,
-                           rank=list(pieces["rank"]))
-    except ValueError as error:
-        raise UserError(f"{directory}/rank.pth does not fit --model_name {args.model_name}: {error}") from None
-    load_state(agent.model, pieces["state_dict"], f"{directory}/final_model.pth")
+    if svd_ranks(pieces["state_dict"]) != list(pieces["rank"]):
+        raise UserError(f"{directory}/rank.pth {list(pieces['rank'])} disagrees with the ranks of final_model.pth "
+                        f"{svd_ranks(pieces['state_dict'])}")
+    agent = make_agent(args, 0.0, image_size(train_splits), output_dims(args, task_output_space), device,
+                       state=pieces["state_dict"], source=f"{directory}/final_model.pth")
     if not hasattr(agent, "load_continual_state"):
         raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
     agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
@@ -269,6 +259,28 @@ def evaluate_checkpoint(args, device, data) -> dict:
                       individual_models_size_mb(agent.model, len(names)))
 
 
+def run_search(args, device, data) -> str:
+    """``--debug``: the energy search on ``--model_weights`` when given, else the sparsity-weight search."""
+    seed_everything(args.seed)
+    train_splits, test_splits, task_output_space = build_tasks(args, data)
+    stream = TaskStream(task_order(args, list(train_splits)), train_splits,
+                        evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
+    out_dim = output_dims(args, task_output_space)
+    if args.model_weights:
+        trained = make_agent(args, args.sparse_wt[0], image_size(train_splits), out_dim, device)
+        name, parameter, points = "e_search", "energy_sv", energy_search(trained, stream, *args.e_search)
+    else:
+        points = sparsity_search(lambda weight: make_agent(args, weight, image_size(train_splits), out_dim, device),
+                                 stream, *args.sp_wt_search)
+        name, parameter = "sp_wt_search", "sparse_wt"
+    directory = os.path.join("results", f"{args.exp_name}_{name}")
+    atomic_json_dump([vars(point) for point in points], os.path.join(directory, f"{name}.json"))
+    plot_search(points, parameter, os.path.join(directory, f"{name}.png"))
+    rows = [f"{parameter:>12}  components  accuracy %"]
+    rows += [f"{p.value:12.4g}  {p.components:10d}  {p.accuracy:10.2f}" for p in points]
+    return "\n".join(rows + [f"figure: {os.path.join(directory, name + '.png')}"])
+
+
 def run_experiments(args) -> List[str]:
     """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation); returns the tables to print."""
     check_args(args)
@@ -276,6 +288,8 @@ def run_experiments(args) -> List[str]:
     torch.backends.cudnn.benchmark = args.benchmark
     data = load_data(args)
     tables = []
+    if args.debug:
+        return [run_search(args, device, data)]
     if args.loadmodel:
         record = evaluate_checkpoint(args, device, data)
         name = os.path.basename(os.path.normpath(args.loadmodel))
@@ -285,9 +299,9 @@ def run_experiments(args) -> List[str]:
         experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
         runs = []
         for repeat in range(args.repeat):
-            record, agent = train_run(args, sparse_wt, repeat, device, data)
+            record, agents = train_run(args, sparse_wt, repeat, device, data)
             atomic_json_dump(record, os.path.join("results", experiment, f"output_run{repeat}.json"))
-            save_agent(agent, os.path.join("saves", experiment))
+            save_agents(agents, os.path.join("saves", experiment))
             runs.append(record)
         atomic_json_dump(final_record(runs), os.path.join("results", experiment, "output_final.json"))
         tables.append(format_table(experiment, runs))

@@ -36,6 +36,7 @@ class AgentConfig:
     prev_sing: bool = False
     grow_network: bool = False
     grow_to_mean: bool = True
+    save_running_stats: bool = False
 
 
 def valid_optimizers() -> List[str]:
@@ -56,6 +57,10 @@ def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch
     if name not in valid_optimizers():
         raise UserError(f"unknown --optimizer {config.optimizer!r}; valid: {', '.join(valid_optimizers())}")
     return getattr(torch.optim, name)(params, **kwargs)
+
+
+def batchnorm_layers(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]]:
@@ -85,24 +90,42 @@ class NormalNN:
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
         self.global_step = 0
+        self.training_heads: List[str] = []
+        self.valid_out_dim: Optional[int] = None
+        self.running_stats: Dict[str, List[Dict[str, torch.Tensor]]] = {}
 
     def head_of(self, task: str) -> str:
         """A task's head: its own, or the shared ``All`` head of ``--force_out_dim``."""
         return task if task in self.model.last else SINGLE_HEAD
 
     # --- training -------------------------------------------------------------------------------------------
+    def add_valid_output_dim(self, n_classes: int) -> None:
+        """``--incremental_class``: the shared head's first outputs grow by ``n_classes`` with each task."""
+        self.valid_out_dim = (self.valid_out_dim or 0) + n_classes
+
+    def head_logits(self, features: torch.Tensor, task: str) -> torch.Tensor:
+        head = self.head_of(task)
+        logits = self.model.last[head](features)
+        if head == SINGLE_HEAD and self.valid_out_dim is not None:
+            logits = logits[:, :self.valid_out_dim]
+        return logits
+
     def trainable_parameters(self, task: str) -> List[nn.Parameter]:
-        """The feature extractor and the head of ``task``; other tasks' heads are left alone."""
+        """The feature extractor and the heads being trained; other tasks' heads are left alone."""
         body = [p for name, p in self.model.named_parameters() if not name.startswith("last.")]
-        return body + list(self.model.last[self.head_of(task)].parameters())
+        return body + [p for head in self.training_heads for p in self.model.last[head].parameters()]
 
     def begin_task(self, task: str) -> None:
         self.optimizer = make_optimizer(self.trainable_parameters(task), self.config)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(self.config.schedule),
                                                               gamma=0.1)
 
-    def learn_task(self, task: str, train_loader, val_loader=None) -> None:
-        """Train on one task for ``schedule[-1]`` epochs, then run ``end_task``."""
+    def learn_task(self, task: str, train_loader, val_loader=None, heads: Optional[Sequence[str]] = None) -> None:
+        """Train on one task for ``schedule[-1]`` epochs, then run ``end_task``.
+
+        ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
+        """
+        self.training_heads = list(heads) if heads is not None else [self.head_of(task)]
         self.begin_task(task)
         epochs = self.config.schedule[-1]
         for epoch in tqdm(range(epochs), desc=f"task {task}", unit="epoch", disable=None, leave=False):
@@ -117,6 +140,8 @@ class NormalNN:
                 log.info("task %s epoch %d: validation accuracy %.2f%%", task, epoch + 1, self.evaluate(val_loader))
         self.end_task(task)
         self.tasks_trained.append(task)
+        if self.config.save_running_stats:
+            self.running_stats[task] = self.batchnorm_statistics()
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
         """One optimizer step on a batch; returns the loss terms (detached)."""
@@ -137,7 +162,7 @@ class NormalNN:
         for task, indices in task_groups(tasks):
             head_features = features if indices is None else features[indices.to(features.device)]
             head_targets = targets if indices is None else targets[indices.to(targets.device)]
-            logits = self.model.last[self.head_of(task)](head_features)
+            logits = self.head_logits(head_features, task)
             loss = loss + F.cross_entropy(logits, head_targets, reduction="sum")
         return loss / len(targets)
 
@@ -163,18 +188,34 @@ class NormalNN:
         """Prefix lengths of the components ``task`` is evaluated with (None: the whole model)."""
         return None
 
+    def batchnorm_statistics(self) -> List[Dict[str, torch.Tensor]]:
+        return [{name: buffer.clone() for name, buffer in layer.named_buffers()}
+                for layer in batchnorm_layers(self.model)]
+
+    @torch.no_grad()
+    def use_batchnorm_statistics(self, statistics: List[Dict[str, torch.Tensor]]) -> None:
+        for layer, saved in zip(batchnorm_layers(self.model), statistics):
+            for name, buffer in layer.named_buffers():
+                buffer.copy_(saved[name])
+
     @torch.no_grad()
     def evaluate(self, loader) -> float:
-        """Accuracy (%) over a loader, each sample through its own task's components and head."""
+        """Accuracy (%) over a loader, each sample through its own task's components, head and (with
+        ``--save_running_stats``) BatchNorm statistics."""
         self.model.eval()
+        live_statistics = self.batchnorm_statistics() if self.running_stats else None
         correct, seen = 0, 0
         for inputs, targets, tasks in loader:
             for task, indices in task_groups(tasks):
                 task_inputs = inputs if indices is None else inputs[indices.to(inputs.device)]
                 task_targets = targets if indices is None else targets[indices.to(targets.device)]
-                logits = self.model(task_inputs, self.head_of(task), self.eval_ranks(task))
-                correct += int((logits.argmax(1) == task_targets).sum())
+                if task in self.running_stats:
+                    self.use_batchnorm_statistics(self.running_stats[task])
+                features = self.model.features(task_inputs, self.eval_ranks(task))
+                correct += int((self.head_logits(features, task).argmax(1) == task_targets).sum())
                 seen += len(task_targets)
+        if live_statistics is not None:
+            self.use_batchnorm_statistics(live_statistics)
         if seen == 0:
             raise UserError("the evaluation set is empty")
         return 100.0 * correct / seen

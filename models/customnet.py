@@ -2,11 +2,11 @@
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from models.multihead import MultiHeadNet
-from models.svd_conv import SVD_Conv2d
+from models.multihead import MultiHeadNet, apply_layers
+
+BUILDERS = ("Net",)
 
 # (attribute, in, out, kernel) is a convolution followed by ReLU; "M" max-pool 2, "D" dropout 0.15, "A" avg-pool 2.
 CUSTOMNET_CFG = [
@@ -15,6 +15,8 @@ CUSTOMNET_CFG = [
     ("conv6", 128, 256, 2), "A",
 ]
 DROPOUT = 0.15
+PARAMETER_FREE_LAYERS = {"M": ("maxpool", lambda: nn.MaxPool2d(2)), "D": ("dropout", lambda: nn.Dropout(DROPOUT)),
+                         "A": ("avgpool", lambda: nn.AvgPool2d(2))}
 
 
 def feature_size(image_size: int) -> int:
@@ -37,32 +39,22 @@ class CustomNet(MultiHeadNet):
     def __init__(self, conv: ConvFactory, size: int = 4):
         super().__init__()
         self.layer_names = []
-        pools = 0
-        for item in CUSTOMNET_CFG:
+        for position, item in enumerate(CUSTOMNET_CFG):
             if isinstance(item, tuple):
                 name, cin, cout, kernel = item
                 setattr(self, name, conv(cin, cout, kernel))
+                setattr(self, f"relu_{name}", nn.ReLU())
+                self.layer_names += [name, f"relu_{name}"]
             else:
-                pools += 1
-                name = f"{item.lower()}{pools}"
-                setattr(self, name, {"M": nn.MaxPool2d(2), "D": nn.Dropout(DROPOUT), "A": nn.AvgPool2d(2)}[item])
-            self.layer_names.append(name)
+                kind, make = PARAMETER_FREE_LAYERS[item]
+                name = f"{kind}{position}"
+                setattr(self, name, make())
+                self.layer_names.append(name)
         self.n_feat = CUSTOMNET_CFG[-2][2] * size
         self.last = nn.ModuleDict()
 
     def features(self, x: torch.Tensor, ranks: Optional[Sequence[int]] = None) -> torch.Tensor:
-        remaining = iter(ranks) if ranks is not None else None
-        for name in self.layer_names:
-            layer = getattr(self, name)
-            if isinstance(layer, SVD_Conv2d):
-                x = F.relu(layer(x, next(remaining) if remaining is not None else None))
-            elif isinstance(layer, nn.Conv2d):
-                if ranks is not None:
-                    raise ValueError("a dense network has no components to take a prefix of")
-                x = F.relu(layer(x))
-            else:
-                x = layer(x)
-        return x.flatten(1)
+        return apply_layers((getattr(self, name) for name in self.layer_names), x, ranks).flatten(1)
 
 
 def Net(size: int = 4) -> CustomNet:

@@ -2,7 +2,10 @@
 from typing import Optional, Sequence
 
 from models.customnet import CUSTOMNET_CFG, CustomNet
+from models.multihead import layer_ranks
 from models.svd_conv import SVD_Conv2d
+
+BUILDERS = ("Net_SVD",)
 
 
 def Net_SVD(rank: Optional[Sequence[int]] = None, size: int = 4) -> CustomNet:
@@ -10,8 +13,5 @@ def Net_SVD(rank: Optional[Sequence[int]] = None, size: int = 4) -> CustomNet:
 
     ``size`` is the number of spatial positions of the last feature map: 4 for 32×32 inputs, 64 for 84×84.
     """
-    n_convs = sum(isinstance(item, tuple) for item in CUSTOMNET_CFG)
-    ranks = iter(rank) if rank else iter([None] * n_convs)
-    if rank and len(rank) != n_convs:
-        raise ValueError(f"Net_SVD has {n_convs} SVD layers, got {len(rank)} ranks")
+    ranks = layer_ranks(rank, sum(isinstance(item, tuple) for item in CUSTOMNET_CFG), "Net_SVD")
     return CustomNet(lambda cin, cout, kernel: SVD_Conv2d(cin, cout, kernel, rank=next(ranks)), size)

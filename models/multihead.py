@@ -1,8 +1,30 @@
 """A feature extractor with one output head per task, ``last[task]``."""
-from typing import Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
+
+from models.svd_conv import SVD_Conv2d
+
+
+def layer_ranks(rank: Optional[Sequence[int]], n_layers: int, model_name: str) -> Iterator[Optional[int]]:
+    """One rank per SVD layer, in order: the given ones, or None (each layer's default) when ``rank`` is empty."""
+    if rank and len(rank) != n_layers:
+        raise ValueError(f"{model_name} has {n_layers} SVD layers, got {len(rank)} ranks")
+    return iter(rank) if rank else iter([None] * n_layers)
+
+
+def apply_layers(layers: Iterable[nn.Module], x: torch.Tensor, ranks: Optional[Sequence[int]]) -> torch.Tensor:
+    """Run ``layers`` in order, giving each ``SVD_Conv2d`` the next prefix length of ``ranks`` (None: all)."""
+    remaining = iter(ranks) if ranks is not None else None
+    for layer in layers:
+        if isinstance(layer, SVD_Conv2d):
+            x = layer(x, next(remaining) if remaining is not None else None)
+        else:
+            x = layer(x)
+    if remaining is not None and next(remaining, None) is not None:
+        raise ValueError(f"{len(ranks)} prefix lengths for fewer SVD layers")
+    return x
 
 
 class MultiHeadNet(nn.Module):

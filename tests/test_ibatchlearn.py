@@ -91,7 +91,8 @@ def test_published_checkpoint_loads_and_evaluates(workdir, cifar100_root, capsys
     (["--optimizer", "Adamm"], "unknown --optimizer"),
     (["--loadmodel", "no_such_model"], "no such checkpoint"),
     (["--first_split_size", "3", "--other_split_size", "3"], "do not divide"),
-    (["--ind_models"], "not available"),
+    (["--incremental_class"], "--force_out_dim"),
+    (["--debug", "--e_search", "0.1"], "--e_search"),
 ])
 def test_user_mistakes_are_one_line_errors(workdir, cifar100_root, capsys, argv, message):
     base = ["--gpuid", "-1", "--dataset", "CIFAR100", "--dataroot", cifar100_root, "--schedule", "1", "--repeat", "1"]

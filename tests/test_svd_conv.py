@@ -57,7 +57,7 @@ def test_net_svd_initial_ranks_and_state_dict_keys():
 @pytest.mark.parametrize("image_size, size", [(32, 4), (84, 64)])
 def test_feature_size_for_cifar_and_miniimagenet(image_size, size):
     assert feature_size(image_size) == size
-    model = build_model("customnet_SVD", "Net_SVD", size=size)
+    model = build_model("customnet_SVD", "Net_SVD", image_size=image_size)
     model.add_heads({"1": 5})
     assert model(torch.randn(2, 3, image_size, image_size), "1").shape == (2, 5)
 

@@ -1,7 +1,7 @@
 """The published on-disk format of a trained CACL model: ``saves/<exp>/*.pth``, one file per piece of state."""
 import os
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List, Mapping
 
 import torch
 
@@ -30,15 +30,45 @@ def find_checkpoint(name: str) -> Path:
                     f"pretrained/{name})")
 
 
-def load_piece(directory: Path, name: str):
-    path = directory / name
-    if not path.is_file():
-        raise UserError(f"checkpoint {directory} lacks {name} (a CACL checkpoint holds {MODEL_FILE} and "
-                        f"{', '.join(STATE_FILES)})")
+def read_state(path) -> object:
+    """``torch.load`` of a file we did not write ourselves: a one-line error when it is missing or unreadable."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for unreadable files
         raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+
+
+def load_piece(directory: Path, name: str):
+    if not (directory / name).is_file():
+        raise UserError(f"checkpoint {directory} lacks {name} (a CACL checkpoint holds {MODEL_FILE} and "
+                        f"{', '.join(STATE_FILES)})")
+    return read_state(directory / name)
+
+
+def svd_ranks(state: Mapping[str, torch.Tensor]) -> List[int]:
+    """Rank of every SVD layer of a state dict (the length of each ``*.Sigma``), in order."""
+    return [tensor.shape[0] for key, tensor in state.items() if key.endswith(".Sigma")]
+
+
+def load_state(model, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` with a one-line error naming the first tensor that does not fit."""
+    own = model.state_dict()
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if wrong:
+        key = wrong[0]
+        detail = f"tensor {key} has shape {tuple(state[key].shape)}, the model expects {tuple(own[key].shape)}"
+    elif missing:
+        detail = f"tensor {missing[0]} is missing"
+    elif unexpected:
+        detail = f"tensor {unexpected[0]} does not belong to the model"
+    else:
+        model.load_state_dict(state)
+        return
+    raise UserError(f"{source} does not fit this model and dataset: {detail}")
 
 
 def load_checkpoint(directory: Path) -> Dict[str, object]:

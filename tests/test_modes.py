@@ -1,0 +1,96 @@
+"""The published driver's other modes, each end to end on tiny CIFAR-10 / MNIST files."""
+import json
+
+import pytest
+import torch
+
+import iBatchLearn
+
+QUICK = ["--gpuid", "-1", "--schedule", "1", "--batch_size", "20", "--print_freq", "1000", "--repeat", "1",
+         "--first_split_size", "5", "--other_split_size", "5", "--exp_name", "mode"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run(workdir, capsys, *argv):
+    status = iBatchLearn.main([*QUICK, *argv])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    return json.loads((workdir / "results" / "mode_sparse_wt0.01" / "output_run0.json").read_text()), out
+
+
+def test_ind_models_trains_one_model_per_task(workdir, cifar10_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--ind_models")
+    assert list(record["acc"]) == ["1", "2"] or list(record["acc"]) == ["2", "1"]
+    first = list(record["acc_matrix"])[0]
+    # each task is evaluated with its own model: its accuracy never changes
+    assert record["acc_matrix"][first][first] == record["acc"][first]
+    assert {p.name for p in (workdir / "saves" / "mode_sparse_wt0.01").iterdir()} == {"task1", "task2"}
+    one_model = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "task1" / "chann_used.pth")
+    assert len(one_model) == 1
+
+
+def test_offline_training_learns_all_tasks_jointly(workdir, cifar10_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--offline_training")
+    assert list(record["acc_matrix"]) == ["All"]
+    assert sorted(record["acc"]) == ["1", "2"]
+
+
+def test_single_tasks_evaluates_only_the_task_just_trained(workdir, cifar10_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--single_tasks")
+    assert [list(row) for row in record["acc_matrix"].values()] == [[name] for name in record["acc_matrix"]]
+
+
+def test_incremental_class_grows_one_shared_head(workdir, cifar10_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--incremental_class",
+                    "--force_out_dim", "10", "--no_class_remap", "--no_rand_split_order")
+    state = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "final_model.pth")
+    assert state["last.All.0.weight"].shape[0] == 10 and "last.1.0.weight" not in state
+    assert len(record["acc"]) == 2
+
+
+def test_eval_on_train_set_reports_training_accuracy(workdir, cifar10_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--eval_on_train_set")
+    assert len(record["acc"]) == 2
+
+
+def test_permuted_mnist_tasks(workdir, mnist_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "MNIST", "--dataroot", mnist_root, "--n_permutation", "3")
+    assert sorted(record["acc"]) == ["1", "2", "3"]
+
+
+def test_vgg16_bn_svd_with_per_task_running_stats(workdir, cifar10_root, capsys):
+    record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--model_type", "vgg_16_bn",
+                    "--model_name", "vgg16_bn_cifar100_SVD", "--save_running_stats")
+    assert len(record["all_rank"]) == 13
+    state = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "final_model.pth")
+    assert state["last.1.0.weight"].shape == (32, 512) and state["last.1.1.weight"].shape == (5, 32)
+
+
+def test_sparsity_search_writes_the_figure(workdir, cifar10_root, capsys):
+    status = iBatchLearn.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--debug",
+                               "--sp_wt_search", "0.1", "0.9"])
+    assert status == 0
+    points = json.loads((workdir / "results" / "mode_sp_wt_search" / "sp_wt_search.json").read_text())
+    assert [round(p["value"], 4) for p in points] == [round(0.1 + 0.8 * i / 9, 4) for i in range(10)]
+    assert (workdir / "results" / "mode_sp_wt_search" / "sp_wt_search.png").stat().st_size > 1000
+
+
+def test_energy_search_prunes_one_model_twenty_ways(workdir, cifar10_root, capsys):
+    from models import build_model
+
+    model = build_model("customnet_SVD", "Net_SVD")
+    model.add_heads({"1": 5, "2": 5})
+    torch.save(model.state_dict(), workdir / "weights.pth")
+    status = iBatchLearn.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--debug",
+                               "--e_search", "3e-5", "3e-2", "--model_weights", str(workdir / "weights.pth")])
+    assert status == 0
+    points = json.loads((workdir / "results" / "mode_e_search" / "e_search.json").read_text())
+    assert len(points) == 20
+    components = [p["components"] for p in points]
+    assert components == sorted(components, reverse=True) and components[0] > components[-1]
+    assert (workdir / "results" / "mode_e_search" / "e_search.png").is_file()
