@@ -2,4 +2,5 @@
 # Install the project into .venv if needed, then run the whole test suite (extra arguments go to pytest).
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
-exec .venv/bin/python -m pytest -q tests "$@"
+cd "$ROOT"
+exec "$PY" -m pytest -q tests "$@"

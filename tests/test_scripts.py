@@ -1,0 +1,46 @@
+"""The shell scripts users run: the paper's settings with a 1-epoch schedule appended, on tiny official files."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from synthetic_data import write_cifar100, write_miniimagenet, write_multidataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(REPO_ROOT, "..", "shared", "reference", "CNet_CIFAR100_finalmodel_sparse_wt0.4")
+ONE_EPOCH = ["--gpuid", "-1", "--schedule", "1", "--repeat", "1", "--print_freq", "1000"]
+TWO_TASKS = {script: ["--first_split_size", "50", "--other_split_size", "50"]
+             for script in ("cifar100_train.sh", "miniimagenet_train.sh")}
+
+
+def run_script(name, cwd, *argv):
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", name), *argv], cwd=cwd, text=True,
+                            capture_output=True, timeout=600, env={**os.environ, "CACL_PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@pytest.mark.parametrize("script, writer, experiment", [
+    ("cifar100_train.sh", write_cifar100, "CNet_CIFAR100_finalmodel_sparse_wt0.1"),
+    ("miniimagenet_train.sh", lambda root: write_miniimagenet(root, n_per_class_train=1, n_per_class_test=1),
+     "miniImageNet_final_sparse_wt0.1"),
+    ("5sequencedataset_train.sh", write_multidataset, "5sequencedataset_sparse_wt0.1"),
+])
+def test_train_script_runs_with_one_epoch(tmp_path, script, writer, experiment):
+    writer(str(tmp_path / "data"))
+    # two tasks instead of twenty keep the test quick; the script's other settings stay as published
+    out = run_script(script, tmp_path, *ONE_EPOCH, "--sparse_wt", "0.1", *TWO_TASKS.get(script, []))
+    assert "average" in out
+    record = json.loads((tmp_path / "results" / experiment / "output_final.json").read_text())
+    assert record["repeats"] == 1
+    assert (tmp_path / "saves" / experiment / "final_model.pth").is_file()
+
+
+def test_cifar100_eval_script_on_the_published_checkpoint(tmp_path):
+    if not os.path.isdir(REFERENCE):
+        pytest.skip("../shared/reference is absent")
+    write_cifar100(str(tmp_path / "data"))
+    out = run_script("cifar100_eval.sh", tmp_path, REFERENCE, "--gpuid", "-1")
+    assert "model size: 2.599 MB" in out and "average" in out
