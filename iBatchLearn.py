@@ -75,6 +75,7 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--threshold_trp", type=float, default=0.99, help="accepted for compatibility (unused by CACL)")
     add("--period", type=int, default=1, help="accepted for compatibility (unused by CACL)")
     add("--seed", type=int, default=1)
+    add("--overwrite", action="store_true", help="replace the results of a finished experiment of the same name")
     add("--prev_sing", action="store_true", help="count the frozen components' energy when pruning")
     add("--grow_network", action="store_true", help="add components when a layer runs short of free ones")
     add("--benchmark", action="store_true", help="torch.backends.cudnn.benchmark")
@@ -103,6 +104,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--energy_sv must lie in (0, 1), got {args.energy_sv}")
     if any(b <= a for a, b in zip(args.schedule, args.schedule[1:])) or args.schedule[0] <= 0:
         raise UserError(f"--schedule must be increasing positive epochs, got {' '.join(map(str, args.schedule))}")
+    if not args.lr > 0:
+        raise UserError(f"--lr must be a positive number, got {args.lr}")
     for flag in ("batch_size", "repeat", "print_freq"):
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
@@ -281,12 +284,23 @@ def run_search(args, device, data) -> str:
     return "\n".join(rows + [f"figure: {os.path.join(directory, name + '.png')}"])
 
 
+def refuse_to_clobber(args) -> None:
+    """A finished experiment's results are kept unless ``--overwrite`` is given."""
+    for sparse_wt in args.sparse_wt:
+        final = os.path.join("results", f"{args.exp_name}_sparse_wt{sparse_wt}", "output_final.json")
+        if os.path.exists(final) and not args.overwrite:
+            raise UserError(f"{final} holds a finished experiment: choose another --exp_name, or pass --overwrite "
+                            f"to replace it")
+
+
 def run_experiments(args) -> List[str]:
     """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation); returns the tables to print."""
     check_args(args)
     device = pick_device(args.gpuid)
     torch.backends.cudnn.benchmark = args.benchmark
     data = load_data(args)
+    if not args.loadmodel and not args.debug:
+        refuse_to_clobber(args)
     tables = []
     if args.debug:
         return [run_search(args, device, data)]

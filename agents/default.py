@@ -56,7 +56,18 @@ def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch
         name, kwargs["amsgrad"] = "Adam", True
     if name not in valid_optimizers():
         raise UserError(f"unknown --optimizer {config.optimizer!r}; valid: {', '.join(valid_optimizers())}")
-    return getattr(torch.optim, name)(params, **kwargs)
+    try:
+        return getattr(torch.optim, name)(params, **kwargs)
+    except ValueError as error:  # torch validates lr, momentum and weight decay
+        raise UserError(f"--optimizer {config.optimizer}: {error}") from None
+
+
+def check_finite(terms: Dict[str, torch.Tensor], task: str, epoch: int, iteration: int) -> None:
+    """Stop with a message naming where and which loss term became NaN or infinite."""
+    if not bool(torch.isfinite(terms["loss"])):
+        bad = [name for name, value in terms.items() if name != "loss" and not bool(torch.isfinite(value))]
+        raise UserError(f"the loss became {float(terms['loss'])} at task {task}, epoch {epoch + 1}, iteration "
+                        f"{iteration + 1} (bad term: {', '.join(bad) or 'loss'}): lower --lr or the loss weights")
 
 
 def batchnorm_layers(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
@@ -130,8 +141,9 @@ class NormalNN:
         epochs = self.config.schedule[-1]
         for epoch in tqdm(range(epochs), desc=f"task {task}", unit="epoch", disable=None, leave=False):
             self.model.train()
-            for inputs, targets, tasks in train_loader:
+            for iteration, (inputs, targets, tasks) in enumerate(train_loader):
                 terms = self.observe(inputs, targets, tasks)
+                check_finite(terms, task, epoch, iteration)
                 self.global_step += 1
                 if self.global_step % self.config.print_freq == 0:
                     self.log_terms(task, epoch, terms)

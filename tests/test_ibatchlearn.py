@@ -88,6 +88,7 @@ def test_published_checkpoint_loads_and_evaluates(workdir, cifar100_root, capsys
     (["--schedule", "3", "2"], "--schedule"),
     (["-e", "1.5"], "--energy_sv"),
     (["--batch_size", "0"], "--batch_size"),
+    (["--lr", "nan"], "--lr"),
     (["--optimizer", "Adamm"], "unknown --optimizer"),
     (["--loadmodel", "no_such_model"], "no such checkpoint"),
     (["--first_split_size", "3", "--other_split_size", "3"], "do not divide"),
@@ -133,3 +134,21 @@ def test_miniimagenet_end_to_end_uses_84_pixel_inputs(workdir, tmp_path_factory,
     assert status == 0, err
     state = torch.load(workdir / "saves" / "mini_sparse_wt0.01" / "final_model.pth")
     assert state["last.1.0.weight"].shape == (50, 256 * 64)
+
+
+def test_finished_experiment_is_not_overwritten_without_flag(workdir, cifar100_root, capsys):
+    argv = [*QUICK, "--dataset", "CIFAR100", "--dataroot", cifar100_root, "--repeat", "1", "--first_split_size", "50",
+            "--other_split_size", "50", "--exp_name", "twice"]
+    assert run_driver(capsys, *argv)[0] == 0
+    final = workdir / "results" / "twice_sparse_wt0.01" / "output_final.json"
+    before = final.read_text()
+    status, _, err = run_driver(capsys, *argv)
+    assert status == 2 and "--overwrite" in err and final.read_text() == before
+    assert run_driver(capsys, *argv, "--overwrite")[0] == 0
+
+
+def test_nan_loss_stops_with_the_task_epoch_iteration_and_term(workdir, cifar100_root, capsys):
+    status, _, err = run_driver(capsys, *QUICK, "--dataset", "CIFAR100", "--dataroot", cifar100_root, "--repeat", "1",
+                                "--first_split_size", "50", "--other_split_size", "50", "--perp_wt", "nan")
+    assert status == 2
+    assert "epoch 1, iteration 1" in err and "orthogonality" in err
