@@ -1,6 +1,7 @@
 """A convolution stored as a singular value decomposition, ``W = N · diag(|Σ|) · C``."""
 import math
-from typing import Optional
+from contextlib import ExitStack, contextmanager
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,13 @@ class SVD_Conv2d(nn.Module):
 
     ``forward(x, rank=k)`` uses only the first ``k`` components (a prefix). Without a prefix, training mode uses
     every component and eval mode those whose Sigma is non-zero (which gives the same kernel).
+
+    Two optional shortcuts give the same kernels up to floating-point rounding, each set and cleared by its user:
+
+    - ``set_constant_prefix(k)``: the first ``k`` components are a constant kernel ``K``, composed once; training mode
+      without a prefix then composes ``W = K + N[:, k:] · diag(|Σ[k:]|) · C[k:]``, so its cost and its gradients
+      concern the other components only (none reaches the first ``k``). Prefixes and eval mode are unaffected.
+    - ``composing_once()``: inside the block, with gradients off, each prefix's kernel is composed once and reused.
     """
 
     def __init__(self, input_channel: int, output_channel: int, kernel_size: int, stride: int = 1,
@@ -53,6 +61,9 @@ class SVD_Conv2d(nn.Module):
         else:
             self.register_parameter("bias", None)
         init_components(self.N, self.C, self.Sigma)
+        self.constant_prefix = 0
+        self.register_buffer("constant_kernel", None, persistent=False)
+        self._kernels: Optional[Dict[Tuple[Optional[int], bool], torch.Tensor]] = None
 
     @property
     def rank(self) -> int:
@@ -69,18 +80,57 @@ class SVD_Conv2d(nn.Module):
         self.N = nn.Parameter(N.detach().clone())
         self.C = nn.Parameter(C.detach().clone())
         self.Sigma = nn.Parameter(Sigma.detach().clone())
+        self.set_constant_prefix(0)
+
+    def set_constant_prefix(self, k: int) -> None:
+        """Treat the first ``k`` components as the constant kernel ``K`` composed now (``k = 0`` clears it).
+
+        Until cleared, the caller keeps those components unchanged (``set_components`` clears it).
+        """
+        if not 0 <= k <= self.rank:
+            raise ValueError(f"constant prefix {k} outside 0..{self.rank}")
+        self.constant_prefix = k
+        if k == 0:
+            self.constant_kernel = None
+        else:
+            with torch.no_grad():
+                self.constant_kernel = self.compose(self.N[:, :k], self.C[:k], self.Sigma[:k])
+
+    def compose(self, N: torch.Tensor, C: torch.Tensor, Sigma: torch.Tensor) -> torch.Tensor:
+        """``(N · diag(√|Σ|)) @ (diag(√|Σ|) · C)`` as a kernel (out, in, k, k)."""
+        root = Sigma.abs().sqrt()
+        weight = (N * root) @ (root.unsqueeze(1) * C)
+        return weight.view(self.output_channel, self.input_channel, self.kernel_size, self.kernel_size)
 
     def composed_weight(self, rank: Optional[int] = None) -> torch.Tensor:
         """The dense kernel (out, in, k, k) from the first ``rank`` components (see the class docstring)."""
+        key = (rank, self.training)
+        if self._kernels is not None and not torch.is_grad_enabled():
+            if key not in self._kernels:
+                self._kernels[key] = self._composed_weight(rank)
+            return self._kernels[key]
+        return self._composed_weight(rank)
+
+    def _composed_weight(self, rank: Optional[int]) -> torch.Tensor:
         N, C, Sigma = self.N, self.C, self.Sigma
         if rank is not None:
             N, C, Sigma = N[:, :rank], C[:rank], Sigma[:rank]
         elif not self.training:
             used = Sigma != 0
             N, C, Sigma = N[:, used], C[used], Sigma[used]
-        root = Sigma.abs().sqrt()
-        weight = (N * root) @ (root.unsqueeze(1) * C)
-        return weight.view(self.output_channel, self.input_channel, self.kernel_size, self.kernel_size)
+        elif self.constant_kernel is not None:
+            k = self.constant_prefix
+            return self.constant_kernel + self.compose(N[:, k:], C[k:], Sigma[k:])
+        return self.compose(N, C, Sigma)
+
+    @contextmanager
+    def composing_once(self) -> Iterator[None]:
+        """Inside the block, with gradients off, compose each prefix's kernel once (the components must not change)."""
+        outer, self._kernels = self._kernels, {} if self._kernels is None else self._kernels
+        try:
+            yield
+        finally:
+            self._kernels = outer
 
     def forward(self, x: torch.Tensor, rank: Optional[int] = None) -> torch.Tensor:
         return F.conv2d(x, self.composed_weight(rank), self.bias, self.stride, self.padding)
@@ -93,3 +143,12 @@ class SVD_Conv2d(nn.Module):
 def svd_layers(model: nn.Module) -> list:
     """The model's ``SVD_Conv2d`` layers in registration (= forward) order."""
     return [m for m in model.modules() if isinstance(m, SVD_Conv2d)]
+
+
+@contextmanager
+def composing_once(layers: Iterable[SVD_Conv2d]) -> Iterator[None]:
+    """``SVD_Conv2d.composing_once`` for several layers at once."""
+    with ExitStack() as stack:
+        for layer in layers:
+            stack.enter_context(layer.composing_once())
+        yield

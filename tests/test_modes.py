@@ -38,6 +38,8 @@ def test_offline_training_learns_all_tasks_jointly(workdir, cifar10_root, capsys
     record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--offline_training")
     assert list(record["acc_matrix"]) == ["All"]
     assert sorted(record["acc"]) == ["1", "2"]
+    identifiers = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "task_identifiers.pth")
+    assert list(identifiers) == [0]  # one joint task, whose kept components every task is evaluated with
 
 
 def test_single_tasks_evaluates_only_the_task_just_trained(workdir, cifar10_root, capsys):

@@ -186,3 +186,9 @@ def test_dense_baseline_trains_with_the_default_agent():
     agent = build_agent("default", "NormalNN", model, AgentConfig(schedule=[1]))
     agent.learn_task("1", batches("1", n_batches=2))
     assert 0 <= agent.evaluate(batches("1", n_batches=1)) <= 100
+
+
+def test_a_task_not_trained_alone_is_evaluated_with_the_kept_components_only():
+    agent = make_agent()
+    agent.learn_task("1", batches("1", n_batches=1))
+    assert agent.eval_ranks("2") == agent.task_identifiers[0]

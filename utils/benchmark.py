@@ -1,0 +1,297 @@
+"""``scripts/benchmark.sh``: CACL's training and evaluation speed against a dense network's, and a run's peak memory.
+
+Rows, all measured in this process on one device (``--device``), batch 64, 32×32 RGB, 5 classes per task:
+
+1. ``floor``: the dense ``Net`` (the same layers as ``Net_SVD``), forward + backward + Adam step on ready tensors;
+2. ``svd_step``: ``Net_SVD`` through ``SVDNet.observe`` (cross-entropy + Hoyer + orthogonality) on the same tensors;
+3. ``train_path``: one epoch of a first task through ``agent.learn_task`` with a ``TaskLoader`` over CIFAR-100-shaped
+   uint8 images, augmented on the device (crop + flip, CIFAR-100 mean/std), end-of-task step included;
+3b. ``train_path_task20``: the same epoch as the 20th task of a network grown over 19 earlier ones (state built
+   directly, see ``grown_agent``);
+4. ``eval_path``: ``agent.evaluate`` on each of the 20 tasks of such a model;
+5. ``peak_rss_mb``: peak resident memory of a whole 20-task, 1-epoch CIFAR-100-shaped run of ``iBatchLearn.py``,
+   in a child process.
+
+Rates are images per second, the best of ``--rounds`` measurements after warm-up; each row is also given as a ratio
+to row 1. The table is printed and written to ``results/benchmark.json``.
+"""
+import argparse
+import dataclasses
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from agents import AgentConfig, build_agent
+from dataloaders import BatchTransform, TaskData, TaskLoader
+from models import build_model, svd_layers
+from models.svd_conv import init_components
+from utils.files import atomic_json_dump
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BATCH_SIZE = 64
+CLASSES_PER_TASK = 5
+TASKS = 20
+CIFAR100_MEAN, CIFAR100_STD = [0.507, 0.487, 0.441], [0.267, 0.256, 0.276]  # as dataloaders.datasets.CIFAR100
+SPARSE_WT, ENERGY_SV = 0.1, 3e-5  # the paper's CIFAR-100 setting
+PUBLISHED_LAST_IDENTIFIERS = [181, 519, 546, 597, 692]
+"""The published CIFAR-100 sparse_wt0.1 checkpoint's identifiers after its 20th task (its final ranks are these plus
+the initial ranks [18, 57, 104, 115, 170]: [199, 576, 650, 712, 862])."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """How much work each row does; ``--quick`` shrinks every row for a smoke test."""
+
+    warmup_steps: int = 3
+    steps: int = 20
+    rounds: int = 3
+    train_images: int = 2500
+    test_images: int = 500
+    rss_train_per_class: int = 500
+    rss_test_per_class: int = 100
+
+
+QUICK = Sizes(warmup_steps=1, steps=2, rounds=1, train_images=2 * BATCH_SIZE, test_images=BATCH_SIZE,
+              rss_train_per_class=8, rss_test_per_class=2)
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device of every row (default: cuda if available, else cpu)")
+    parser.add_argument("--quick", action="store_true", help="shrink every row (a smoke test, not a measurement)")
+    parser.add_argument("--rounds", type=int, default=None, help="measurements per row, the best is kept")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--no_memory", action="store_true", help="skip row 5 (the whole 20-task run)")
+    parser.add_argument("--output", default=os.path.join("results", "benchmark.json"), help="where the JSON goes")
+    return parser.parse_args(argv)
+
+
+# --- timing ------------------------------------------------------------------------------------------------------
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def images_per_second(work: Callable[[], int], device: torch.device) -> float:
+    """Run ``work`` (which returns the number of images it processed) once, timed with ``perf_counter``."""
+    synchronize(device)
+    start = time.perf_counter()
+    images = work()
+    synchronize(device)
+    return images / (time.perf_counter() - start)
+
+
+# --- agents and data ---------------------------------------------------------------------------------------------
+def config(device: torch.device) -> AgentConfig:
+    return AgentConfig(schedule=[1], print_freq=10 ** 9, device=str(device), sparse_wt=SPARSE_WT, energy_sv=ENERGY_SV,
+                       grow_network=True, grow_to_mean=True)
+
+
+def heads(n_tasks: int) -> Dict[str, int]:
+    return {str(task): CLASSES_PER_TASK for task in range(1, n_tasks + 1)}
+
+
+def dense_agent(device: torch.device):
+    model = build_model("customnet", "Net")
+    model.add_heads(heads(1))
+    return build_agent("default", "NormalNN", model, config(device))
+
+
+def svd_agent(device: torch.device, n_tasks: int = 1):
+    model = build_model("customnet_SVD", "Net_SVD")
+    model.add_heads(heads(n_tasks))
+    return build_agent("SVDNet", "SVDNet", model, config(device))
+
+
+def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[int]]:
+    """Cumulative prefixes after each of ``n_tasks`` tasks: 80 % of the initial ranks after the first task, then
+    linear up to ``PUBLISHED_LAST_IDENTIFIERS``."""
+    first = [int(0.8 * rank) for rank in initial_ranks]
+    return [[round(f + (last - f) * task / (TASKS - 1)) for f, last in zip(first, PUBLISHED_LAST_IDENTIFIERS)]
+            for task in range(n_tasks)]
+
+
+def grown_agent(device: torch.device, tasks_trained: int):
+    """An agent as after ``tasks_trained`` tasks of a grown CIFAR-100 run, built directly (not trained).
+
+    Identifiers: ``plausible_identifiers``; each layer's rank is the last task's identifier plus its initial rank (the
+    room ``--grow_network`` leaves on CIFAR-100, which gives the published final ranks after 20 tasks); components are
+    freshly initialised with ``set_components``.
+    """
+    agent = svd_agent(device, TASKS)
+    identifiers = plausible_identifiers(agent.initial_ranks, tasks_trained)
+    chann_used = {0: identifiers[0]}
+    chann_used.update({t: [now - before for now, before in zip(identifiers[t], identifiers[t - 1])]
+                       for t in range(1, tasks_trained)})
+    agent.load_continual_state(dict(enumerate(identifiers)), {str(t + 1): t for t in range(tasks_trained)}, chann_used)
+    for layer, used, initial in zip(svd_layers(agent.model), identifiers[-1], agent.initial_ranks):
+        rank = used + initial
+        N = layer.N.new_empty(layer.output_channel, rank)
+        C = layer.C.new_empty(rank, layer.fan_in)
+        Sigma = layer.Sigma.new_empty(rank)
+        init_components(N, C, Sigma)
+        layer.set_components(N, C, Sigma)
+    return agent
+
+
+def synthetic_task(name: str, n_images: int, augment: bool, seed: int) -> TaskData:
+    """CIFAR-100-shaped uint8 images (3×32×32) with labels 0..4, transformed as CIFAR-100's train or test split."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    targets = torch.randint(0, CLASSES_PER_TASK, (n_images,), generator=generator)
+    return TaskData(name, images, targets, BatchTransform(CIFAR100_MEAN, CIFAR100_STD, augment=augment))
+
+
+# --- rows --------------------------------------------------------------------------------------------------------
+def step_rates(device: torch.device, sizes: Sizes) -> Dict[str, float]:
+    """Rows 1 and 2: training steps on one ready batch, the two models measured in alternating rounds."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(BATCH_SIZE, 3, 32, 32, generator=generator).to(device)
+    targets = torch.randint(0, CLASSES_PER_TASK, (BATCH_SIZE,), generator=generator).to(device)
+    batch = (inputs, targets, ["1"] * BATCH_SIZE)
+    agents = {"floor": dense_agent(device), "svd_step": svd_agent(device)}
+    for agent in agents.values():
+        agent.begin_task("1")
+        agent.model.train()
+        for _ in range(sizes.warmup_steps):
+            agent.observe(*batch)
+
+    def steps(agent) -> int:
+        for _ in range(sizes.steps):
+            agent.observe(*batch)
+        return sizes.steps * BATCH_SIZE
+
+    best = {name: 0.0 for name in agents}
+    for _ in range(sizes.rounds):
+        for name, agent in agents.items():
+            best[name] = max(best[name], images_per_second(lambda: steps(agent), device))
+    return best
+
+
+def train_path_rate(device: torch.device, sizes: Sizes, tasks_before: int) -> float:
+    """Rows 3 and 3b: one epoch of task ``tasks_before + 1`` through ``learn_task``, data handling included."""
+    name = str(tasks_before + 1)
+    best = 0.0
+    for round_ in range(sizes.rounds):
+        agent = grown_agent(device, tasks_before) if tasks_before else svd_agent(device)
+        loader = TaskLoader(synthetic_task(name, sizes.train_images, augment=True, seed=round_), BATCH_SIZE,
+                            shuffle=True, device=device, generator=torch.Generator().manual_seed(round_))
+        best = max(best, images_per_second(lambda: learn(agent, name, loader), device))
+    return best
+
+
+def learn(agent, name: str, loader: TaskLoader) -> int:
+    agent.learn_task(name, loader)
+    return len(loader.targets)
+
+
+def eval_path_rate(device: torch.device, sizes: Sizes) -> float:
+    """Row 4: ``agent.evaluate`` on each task of a 20-task model, each through its own components and head."""
+    agent = grown_agent(device, TASKS)
+    loaders = [TaskLoader(synthetic_task(str(task), sizes.test_images, augment=False, seed=100 + task), BATCH_SIZE,
+                          shuffle=False, device=device) for task in range(1, TASKS + 1)]
+    agent.evaluate(loaders[0])  # warm-up
+
+    def evaluate_all() -> int:
+        for loader in loaders:
+            agent.evaluate(loader)
+        return TASKS * sizes.test_images
+
+    return max(images_per_second(evaluate_all, device) for _ in range(sizes.rounds))
+
+
+def write_cifar100_files(root: str, train_per_class: int, test_per_class: int) -> None:
+    """``<root>/cifar-100-python/{train,test,meta}`` in the official pickled layout, random uint8 images."""
+    folder = os.path.join(root, "cifar-100-python")
+    os.makedirs(folder)
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
+        labels = rng.permutation(np.repeat(np.arange(100), per_class))
+        entry = {"filenames": [f"{i}.png" for i in range(len(labels))], "batch_label": split,
+                 "fine_labels": labels.tolist(), "coarse_labels": (labels // 5).tolist(),
+                 "data": rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)}
+        with open(os.path.join(folder, split), "wb") as file:
+            pickle.dump(entry, file, protocol=4)
+    with open(os.path.join(folder, "meta"), "wb") as file:
+        pickle.dump({"fine_label_names": [f"fine_{i}" for i in range(100)],
+                     "coarse_label_names": [f"coarse_{i}" for i in range(20)]}, file, protocol=4)
+
+
+def peak_rss_mb(device: torch.device, sizes: Sizes, threads: Optional[int]) -> float:
+    """Row 5: peak resident set (MB) of ``iBatchLearn.py`` on 20 CIFAR-100-shaped tasks, 1 epoch each, in a child."""
+    with tempfile.TemporaryDirectory(prefix="cacl-benchmark-") as folder:
+        write_cifar100_files(folder, sizes.rss_train_per_class, sizes.rss_test_per_class)
+        command = [sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), "--dataset", "CIFAR100",
+                   "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size", str(BATCH_SIZE),
+                   "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,
+                   "--gpuid", str(device.index or 0) if device.type == "cuda" else "-1"]
+        environment = dict(os.environ)
+        if threads is not None:
+            environment["OMP_NUM_THREADS"] = str(threads)
+        with open(os.path.join(folder, "run.log"), "wb") as log:
+            child = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=environment)
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            with open(os.path.join(folder, "run.log"), encoding="utf-8", errors="replace") as log:
+                tail = log.read()[-3000:]
+            raise RuntimeError(f"the 20-task run failed (exit status {child.returncode}):\n{tail}")
+    # ru_maxrss is in kilobytes on Linux, in bytes on macOS
+    return usage.ru_maxrss / (1024 * 1024 if platform.system() == "Darwin" else 1024)
+
+
+# --- report ------------------------------------------------------------------------------------------------------
+ROWS = [
+    ("1", "floor", "dense Net step (ready tensors)"),
+    ("2", "svd_step", "Net_SVD step, CACL loss (ready tensors)"),
+    ("3", "train_path", "task 1 epoch via learn_task + TaskLoader"),
+    ("3b", "train_path_task20", "task 20 epoch, grown network"),
+    ("4", "eval_path", "evaluate 20 tasks"),
+]
+
+
+def format_table(results: dict) -> str:
+    floor = results["floor"]
+    lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
+             f"batch {BATCH_SIZE}){' [quick: not a measurement]' if results['quick'] else ''}",
+             f"{'row':>3}  {'what':<42} {'images/s':>10} {'× row 1':>8}"]
+    for row, key, what in ROWS:
+        lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / floor:8.2f}")
+    rss = results["peak_rss_mb"]
+    lines.append(f"{'5':>3}  {'peak RSS, 20 tasks x 1 epoch (MB)':<42} "
+                 f"{'skipped' if rss is None else f'{rss:.0f}':>10}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = get_args(argv)
+    device = torch.device(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    sizes = QUICK if args.quick else Sizes()
+    if args.rounds is not None:
+        sizes = dataclasses.replace(sizes, rounds=args.rounds)
+    torch.manual_seed(0)
+    results = {"device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick}
+    results.update(step_rates(device, sizes))
+    results["train_path"] = train_path_rate(device, sizes, tasks_before=0)
+    results["train_path_task20"] = train_path_rate(device, sizes, tasks_before=TASKS - 1)
+    results["eval_path"] = eval_path_rate(device, sizes)
+    results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, sizes, args.threads)
+    print(format_table(results))
+    atomic_json_dump(results, args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
