@@ -44,3 +44,10 @@ def test_cifar100_eval_script_on_the_published_checkpoint(tmp_path):
     write_cifar100(str(tmp_path / "data"))
     out = run_script("cifar100_eval.sh", tmp_path, REFERENCE, "--gpuid", "-1")
     assert "model size: 2.599 MB" in out and "average" in out
+
+
+def test_our_fashion_mnist_checkpoint_evaluates_on_the_real_test_set(tmp_path):
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+        pytest.skip("Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+    out = run_script("fashionmnist_eval.sh", tmp_path)
+    assert "average     99.21" in out and "model size: 4.488 MB" in out
