@@ -190,9 +190,6 @@ def test_fashion_mnist_prefers_dataroot_over_debian_location(tmp_path):
     assert len(train.labels) == 30 and len(test.labels) == 20
 
 
-@pytest.mark.skipif(
-    not os.path.isdir(dataloaders.datasets.DEBIAN_FASHION_MNIST_FOLDER), reason="Debian's dataset-fashion-mnist not installed"
-)
 def test_fashion_mnist_found_in_debian_location(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="dataloaders.datasets"):
         train, test = FashionMNIST(str(tmp_path))
