@@ -16,7 +16,7 @@ from agents import AgentConfig, build_agent
 from agents.default import NormalNN
 from agents.search import energy_search, plot_search, sparsity_search
 from agents.protocols import TaskStream, learn_jointly, learn_separately, learn_sequentially
-from dataloaders import DATASETS, PermutedGen, SplitGen, TaskLoader, load_dataset, multidataset_tasks
+from dataloaders import DATASETS, PermutedGen, SplitGen, load_dataset, multidataset_tasks
 from models import build_model, model_builders, svd_layers
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_state, read_state, save_checkpoint, svd_ranks
 from utils.errors import UserError
@@ -254,10 +254,10 @@ def evaluate_checkpoint(args, device, data) -> dict:
     if not hasattr(agent, "load_continual_state"):
         raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
     agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
-    eval_splits = evaluation_splits(args, train_splits, test_splits)
     names = agent.tasks_trained
-    accuracies = {name: agent.evaluate(TaskLoader(eval_splits[name], args.batch_size, shuffle=False, device=device))
-                  for name in names}
+    stream = TaskStream(names, train_splits, evaluation_splits(args, train_splits, test_splits), args.batch_size,
+                        device)
+    accuracies = {name: agent.evaluate(stream.eval_loader(name)) for name in names}
     return run_record({names[-1]: accuracies}, agent.chann_used, list(pieces["rank"]), agent.model_size_mb(),
                       individual_models_size_mb(agent.model, len(names)))
 

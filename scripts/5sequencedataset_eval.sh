@@ -3,8 +3,6 @@
 # Usage: 5sequencedataset_eval.sh [CHECKPOINT_DIR] [extra flags]; the default checkpoint is pretrained/5sequencedataset_sparse_wt0.1.
 # Prints each task's accuracy, the average and the model size.
 set -euo pipefail
-checkpoint=pretrained/5sequencedataset_sparse_wt0.1
-if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then checkpoint=$1; shift; fi
 source "$(dirname "$0")/setup_env.sh"
-if [ ! -d "$checkpoint" ] && [ -d "$ROOT/$checkpoint" ]; then checkpoint="$ROOT/$checkpoint"; fi
-exec "$PY" "$ROOT/iBatchLearn.py" --loadmodel "$checkpoint" --model_name Net_SVD --model_type customnet_SVD --dataset multidataset --first_split_size 10 --other_split_size 10 "$@"
+source "$ROOT/scripts/evaluate_checkpoint.sh"
+evaluate_checkpoint pretrained/5sequencedataset_sparse_wt0.1 --model_name Net_SVD --model_type customnet_SVD --dataset multidataset --first_split_size 10 --other_split_size 10 -- "$@"
