@@ -7,7 +7,7 @@ import logging
 import os
 import random
 import sys
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -15,7 +15,7 @@ from torch.utils.tensorboard import SummaryWriter
 from agents import AgentConfig, build_agent
 from agents.default import NormalNN
 from agents.search import energy_search, plot_search, sparsity_search
-from agents.protocols import TaskStream, learn_jointly, learn_separately, learn_sequentially
+from agents.protocols import Progress, TaskStream, learn_jointly, learn_separately, learn_sequentially
 from dataloaders import DATASETS, PermutedGen, SplitGen, load_dataset, multidataset_tasks
 from models import build_model, model_builders, svd_layers
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_state, read_state, save_checkpoint, svd_ranks
@@ -23,6 +23,7 @@ from utils.errors import UserError
 from utils.files import atomic_json_dump, atomic_torch_save
 from utils.model_size import individual_models_size_mb
 from utils.results import final_record, format_table, run_record
+from utils.resume import Position, RunCheckpoints, check_same_settings, restore_rng
 from utils.runtime import pick_device, seed_everything
 
 log = logging.getLogger("iBatchLearn")
@@ -76,6 +77,9 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--period", type=int, default=1, help="accepted for compatibility (unused by CACL)")
     add("--seed", type=int, default=1)
     add("--overwrite", action="store_true", help="replace the results of a finished experiment of the same name")
+    add("--resume", action="store_true", help="continue an interrupted run of --exp_name from its latest checkpoint")
+    add("--checkpoint_interval", type=float, default=60.0,
+        help="seconds between checkpoints at the end of an epoch (0: every epoch); ends of tasks always checkpoint")
     add("--prev_sing", action="store_true", help="count the frozen components' energy when pruning")
     add("--grow_network", action="store_true", help="add components when a layer runs short of free ones")
     add("--benchmark", action="store_true", help="torch.backends.cudnn.benchmark")
@@ -106,12 +110,16 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--schedule must be increasing positive epochs, got {' '.join(map(str, args.schedule))}")
     if not args.lr > 0:
         raise UserError(f"--lr must be a positive number, got {args.lr}")
+    if not args.checkpoint_interval >= 0:
+        raise UserError(f"--checkpoint_interval must be 0 or more seconds, got {args.checkpoint_interval}")
     for flag in ("batch_size", "repeat", "print_freq"):
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
     if args.incremental_class and args.force_out_dim <= 0:
         raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of classes "
                         "(and --no_class_remap to keep the dataset's labels)")
+    if args.resume and (args.overwrite or args.loadmodel or args.debug):
+        raise UserError("--resume continues an interrupted training run: not with --overwrite, --loadmodel or --debug")
     if sum((args.ind_models, args.offline_training)) > 1:
         raise UserError("--ind_models and --offline_training are different protocols: choose one")
     if len(args.reg_coef) > 1:
@@ -185,30 +193,56 @@ def evaluation_splits(args, train_splits, test_splits):
     return train_splits if args.eval_on_train_set else test_splits
 
 
-def train_run(args, sparse_wt: float, repeat: int, device, data) -> Tuple[dict, List[NormalNN]]:
-    """One run of the whole task sequence under the chosen protocol; returns its results record and the agents."""
+def train_run(args, sparse_wt: float, repeat: int, device, data, position: Position,
+              save_position: Callable[[bool], None], rng: Optional[dict] = None) -> Tuple[dict, List[NormalNN]]:
+    """One run of the whole task sequence under the chosen protocol; returns its results record and the agents.
+
+    An interrupted run is continued from ``position`` (tasks done, accuracies, agents' training states) and the
+    random generators' state ``rng`` saved with it. ``position`` is kept up to date, and ``save_position(optional)``
+    called, after every task and (optional) every epoch.
+    """
     seed_everything(args.seed + repeat)
     train_splits, test_splits, task_output_space = build_tasks(args, data)
     stream = TaskStream(task_order(args, list(train_splits)), train_splits,
                         evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
     out_dim = output_dims(args, task_output_space)
     experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
-    with SummaryWriter(os.path.join("runs", experiment, f"run{repeat}")) as writer:
-        def new_agent() -> NormalNN:
-            return make_agent(args, sparse_wt, image_size(train_splits), out_dim, device, writer)
+    progress = Progress(position.tasks_done, position.acc_matrix)
+    agents: List[NormalNN] = []
 
+    def checkpoint(end_of_epoch: bool = False) -> None:
+        position.tasks_done, position.acc_matrix = progress.tasks_done, progress.acc_matrix
+        position.agents = [agent.training_state() for agent in agents]
+        save_position(end_of_epoch)
+
+    with SummaryWriter(os.path.join("runs", experiment, f"run{repeat}")) as writer:
+        def new_agent(state: Optional[dict] = None) -> NormalNN:
+            agent = make_agent(args, sparse_wt, image_size(train_splits), out_dim, device, writer,
+                               state=state and state["model"], source="the checkpoint")
+            if state is not None:
+                agent.load_training_state(state)
+            agent.after_epoch = lambda: checkpoint(end_of_epoch=True)
+            return agent
+
+        agents.extend(new_agent(state) for state in position.agents)
+        if agents:
+            restore_rng(rng)
         if args.ind_models:
-            acc_matrix, separate = learn_separately(new_agent, stream, writer)
-            agents = list(separate.values())
+            acc_matrix, agents = learn_separately(new_agent, stream, writer, progress, agents, after_task=checkpoint)
         else:
-            agents = [new_agent()]
+            if not agents:
+                agents.append(new_agent())
+            agent = agents[0]
             if args.offline_training:
-                acc_matrix = learn_jointly(agents[0], stream, writer)
+                acc_matrix = learn_jointly(agent, stream, writer, progress, after_task=checkpoint)
             else:
-                grow_output = (lambda name: agents[0].add_valid_output_dim(task_output_space[name])) \
-                    if args.incremental_class else None
-                acc_matrix = learn_sequentially(agents[0], stream, writer, only_current=args.single_tasks,
-                                                before_task=grow_output)
+                def grow_output(name: str) -> None:
+                    seen = stream.names[:stream.names.index(name) + 1]
+                    agent.set_valid_output_dim(sum(task_output_space[task] for task in seen))
+
+                acc_matrix = learn_sequentially(agent, stream, writer, only_current=args.single_tasks,
+                                                before_task=grow_output if args.incremental_class else None,
+                                                progress=progress, after_task=checkpoint)
     last = agents[-1]
     model_size = sum(agent.model_size_mb() for agent in agents)
     return run_record(acc_matrix, getattr(last, "chann_used", {}), ranks_of(last), model_size,
@@ -288,38 +322,79 @@ def refuse_to_clobber(args) -> None:
     """A finished experiment's results are kept unless ``--overwrite`` is given."""
     for sparse_wt in args.sparse_wt:
         final = os.path.join("results", f"{args.exp_name}_sparse_wt{sparse_wt}", "output_final.json")
-        if os.path.exists(final) and not args.overwrite:
+        if os.path.exists(final):
             raise UserError(f"{final} holds a finished experiment: choose another --exp_name, or pass --overwrite "
                             f"to replace it")
 
 
+def start_position(args, checkpoints: RunCheckpoints) -> Tuple[Position, Optional[dict]]:
+    """Where training starts, and the random generators' state there: the beginning (None: seeded as usual), or
+    with ``--resume`` the latest checkpoint of an interrupted run.
+
+    Without ``--overwrite``, a fresh start never replaces a finished experiment or an interrupted run's checkpoints.
+    """
+    if args.overwrite:
+        checkpoints.clear()
+        return Position(), None
+    checkpoint = checkpoints.latest()
+    if checkpoint is None:
+        refuse_to_clobber(args)
+        if args.resume:
+            log.info("--resume: no checkpoint in %s, starting from the beginning", checkpoints.directory)
+        return Position(), None
+    if not args.resume:
+        raise UserError(f"{checkpoints.directory} holds an interrupted run of --exp_name {args.exp_name}: pass "
+                        f"--resume to continue it, or --overwrite to start over")
+    check_same_settings(checkpoint["args"], args, checkpoint["path"])
+    position = checkpoint["position"]
+    log.info("resuming from %s: sparse_wt %s, repeat %d, %d task(s) done", checkpoint["path"],
+             args.sparse_wt[min(position.experiment, len(args.sparse_wt) - 1)], position.repeat, position.tasks_done)
+    return position, checkpoint["rng"]
+
+
+def train_sweep(args, device, data, checkpoints: RunCheckpoints, position: Position,
+                rng: Optional[dict]) -> List[str]:
+    """Every ``--sparse_wt`` experiment, ``--repeat`` runs each, from ``position`` on and checkpointed as it goes;
+    returns the tables."""
+    def save_position(optional: bool = False) -> None:
+        checkpoints.save(args, position, optional)
+
+    for index in range(position.experiment, len(args.sparse_wt)):
+        experiment = f"{args.exp_name}_sparse_wt{args.sparse_wt[index]}"
+        while position.repeat < args.repeat:
+            record, agents = train_run(args, args.sparse_wt[index], position.repeat, device, data, position,
+                                       save_position, rng)
+            rng = None
+            atomic_json_dump(record, os.path.join("results", experiment, f"output_run{position.repeat}.json"))
+            save_agents(agents, os.path.join("saves", experiment))
+            position.runs.append(record)
+            position.repeat, position.tasks_done, position.acc_matrix, position.agents = position.repeat + 1, 0, {}, []
+            save_position()
+        atomic_json_dump(final_record(position.runs), os.path.join("results", experiment, "output_final.json"))
+        position.finished[experiment] = position.runs
+        position.experiment, position.repeat, position.runs = index + 1, 0, []
+        save_position()
+    checkpoints.clear()
+    return [format_table(experiment, runs) for experiment, runs in position.finished.items()]
+
+
 def run_experiments(args) -> List[str]:
-    """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation); returns the tables to print."""
+    """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation, or a ``--debug`` search); returns the
+    tables to print."""
     check_args(args)
     device = pick_device(args.gpuid)
     torch.backends.cudnn.benchmark = args.benchmark
-    data = load_data(args)
-    if not args.loadmodel and not args.debug:
-        refuse_to_clobber(args)
-    tables = []
     if args.debug:
-        return [run_search(args, device, data)]
+        return [run_search(args, device, load_data(args))]
     if args.loadmodel:
-        record = evaluate_checkpoint(args, device, data)
+        record = evaluate_checkpoint(args, device, load_data(args))
         name = os.path.basename(os.path.normpath(args.loadmodel))
         atomic_json_dump(record, os.path.join("results", name, "output_eval.json"))
         return [format_table(f"{args.loadmodel} ({args.dataset} test set)", [record])]
-    for sparse_wt in args.sparse_wt:
-        experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
-        runs = []
-        for repeat in range(args.repeat):
-            record, agents = train_run(args, sparse_wt, repeat, device, data)
-            atomic_json_dump(record, os.path.join("results", experiment, f"output_run{repeat}.json"))
-            save_agents(agents, os.path.join("saves", experiment))
-            runs.append(record)
-        atomic_json_dump(final_record(runs), os.path.join("results", experiment, "output_final.json"))
-        tables.append(format_table(experiment, runs))
-    return tables
+    checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
+                                 interval=args.checkpoint_interval)
+    position, rng = start_position(args, checkpoints)
+    return train_sweep(args, device, load_data(args), checkpoints, position, rng)
 
 
 def main(argv=None) -> int:

@@ -263,6 +263,18 @@ class SVDNet(NormalNN):
             return self.task_identifiers[self.task_name_count[task]]
         return self.frozen_prefix if self.task_identifiers else None
 
+    def training_state(self) -> dict:
+        return {**super().training_state(), "initial_ranks": list(self.initial_ranks),
+                "task_identifiers": self.task_identifiers, "task_name_count": self.task_name_count,
+                "chann_used": self.chann_used}
+
+    def load_training_state(self, state: dict) -> None:
+        super().load_training_state(state)
+        self.initial_ranks = list(state["initial_ranks"])
+        self.task_identifiers = {int(k): list(v) for k, v in state["task_identifiers"].items()}
+        self.task_name_count = dict(state["task_name_count"])
+        self.chann_used = {int(k): list(v) for k, v in state["chann_used"].items()}
+
     def load_continual_state(self, task_identifiers, task_name_count, chann_used) -> None:
         self.task_identifiers = {int(k): list(v) for k, v in task_identifiers.items()}
         self.task_name_count = {str(k): int(v) for k, v in task_name_count.items()}

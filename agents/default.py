@@ -2,7 +2,7 @@
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,9 @@ class NormalNN:
     Subclasses override the hooks: ``trainable_parameters`` (what the optimizer may change), ``regularization``
     (terms added to the cross-entropy), ``after_step`` (after every optimizer step), ``end_task`` (after the
     last epoch of a task) and ``eval_ranks`` (the components a task is evaluated with).
+
+    ``after_epoch``, when set, is called after every epoch, when ``training_state`` can be saved to continue
+    from there (``--resume``).
     """
 
     def __init__(self, model: MultiHeadNet, config: AgentConfig, writer=None):
@@ -104,15 +107,19 @@ class NormalNN:
         self.training_heads: List[str] = []
         self.valid_out_dim: Optional[int] = None
         self.running_stats: Dict[str, List[Dict[str, torch.Tensor]]] = {}
+        self.after_epoch: Optional[Callable[[], None]] = None
+        self.current_task: Optional[str] = None
+        self.epochs_done = 0
+        self.resume_point: Optional[dict] = None
 
     def head_of(self, task: str) -> str:
         """A task's head: its own, or the shared ``All`` head of ``--force_out_dim``."""
         return task if task in self.model.last else SINGLE_HEAD
 
     # --- training -------------------------------------------------------------------------------------------
-    def add_valid_output_dim(self, n_classes: int) -> None:
-        """``--incremental_class``: the shared head's first outputs grow by ``n_classes`` with each task."""
-        self.valid_out_dim = (self.valid_out_dim or 0) + n_classes
+    def set_valid_output_dim(self, n_classes: int) -> None:
+        """``--incremental_class``: only the shared head's first ``n_classes`` outputs (the classes seen so far)."""
+        self.valid_out_dim = n_classes
 
     def head_logits(self, features: torch.Tensor, task: str) -> torch.Tensor:
         head = self.head_of(task)
@@ -134,12 +141,23 @@ class NormalNN:
     def learn_task(self, task: str, train_loader, val_loader=None, heads: Optional[Sequence[str]] = None) -> None:
         """Train on one task for ``schedule[-1]`` epochs, then run ``end_task``.
 
-        ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
+        ``heads`` are the heads that train (default: the task's own); joint training passes every task's. After
+        ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
         """
-        self.training_heads = list(heads) if heads is not None else [self.head_of(task)]
+        resume, self.resume_point = self.resume_point, None
+        if resume is not None and resume["task"] != task:
+            raise RuntimeError(f"the saved state is in the middle of task {resume['task']}, not task {task}")
+        self.training_heads = list(resume["heads"] if resume is not None
+                                   else heads if heads is not None else [self.head_of(task)])
         self.begin_task(task)
+        self.current_task, self.epochs_done = task, 0
+        if resume is not None:
+            self.optimizer.load_state_dict(resume["optimizer"])
+            self.scheduler.load_state_dict(resume["scheduler"])
+            self.epochs_done = resume["epochs_done"]
         epochs = self.config.schedule[-1]
-        for epoch in tqdm(range(epochs), desc=f"task {task}", unit="epoch", disable=None, leave=False):
+        for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
+                          leave=False):
             self.model.train()
             for iteration, (inputs, targets, tasks) in enumerate(train_loader):
                 terms = self.observe(inputs, targets, tasks)
@@ -150,10 +168,37 @@ class NormalNN:
             self.scheduler.step()
             if val_loader is not None:
                 log.info("task %s epoch %d: validation accuracy %.2f%%", task, epoch + 1, self.evaluate(val_loader))
+            self.epochs_done = epoch + 1
+            if self.after_epoch is not None:
+                self.after_epoch()
+        self.current_task = None
         self.end_task(task)
         self.tasks_trained.append(task)
         if self.config.save_running_stats:
             self.running_stats[task] = self.batchnorm_statistics()
+
+    def training_state(self) -> dict:
+        """Everything needed to continue training exactly from here: between tasks, or between two epochs of a
+        task (then with the optimizer's and the scheduler's state). Random generators are the caller's."""
+        state = {"model": self.model.state_dict(), "tasks_trained": list(self.tasks_trained),
+                 "global_step": self.global_step, "valid_out_dim": self.valid_out_dim,
+                 "running_stats": self.running_stats, "in_task": None}
+        if self.current_task is not None:
+            state["in_task"] = {"task": self.current_task, "heads": list(self.training_heads),
+                                "epochs_done": self.epochs_done, "optimizer": self.optimizer.state_dict(),
+                                "scheduler": self.scheduler.state_dict()}
+        return state
+
+    def load_training_state(self, state: dict) -> None:
+        """The inverse of ``training_state``, into an agent whose model has the saved state's shapes; a state saved
+        during a task is continued by the next ``learn_task`` of that task."""
+        self.model.load_state_dict(state["model"])
+        self.tasks_trained = list(state["tasks_trained"])
+        self.global_step = state["global_step"]
+        self.valid_out_dim = state["valid_out_dim"]
+        self.running_stats = {task: [{name: tensor.to(self.device) for name, tensor in layer.items()}
+                                     for layer in layers] for task, layers in state["running_stats"].items()}
+        self.resume_point = state["in_task"]
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
         """One optimizer step on a batch; returns the loss terms (detached)."""

@@ -1,0 +1,307 @@
+"""Never lose a run: checkpoints while training, ``--resume`` bit-identical to an uninterrupted run, no clobbering."""
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import iBatchLearn
+from agents import AgentConfig, build_agent
+from models import build_model
+from utils.resume import Position, RunCheckpoints, restore_rng, rng_state
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINTS = Path("saves") / "sweep" / "checkpoints"
+
+
+def run_flags(dataroot):
+    """2 experiments (--sparse_wt) x 2 repeats x 2 tasks x 2 epochs (lr drop after the first), augmentation on:
+    a checkpoint after every epoch, task, repeat and experiment, 7 per repeat."""
+    return ["--gpuid", "-1", "--dataset", "CIFAR10", "--dataroot", dataroot, "--first_split_size", "5",
+            "--other_split_size", "5", "--schedule", "1", "2", "--batch_size", "10", "--repeat", "2",
+            "--sparse_wt", "0.01", "0.4", "--grow_network", "-e", "0.01", "--print_freq", "1000",
+            "--exp_name", "sweep", "--checkpoint_interval", "0"]
+
+
+def outputs(workdir: Path) -> dict:
+    """Every results JSON (as text) and every saved model file under ``workdir`` (checkpoints aside)."""
+    found = {}
+    for path in sorted((workdir / "results").rglob("*.json")):
+        found[str(path.relative_to(workdir))] = path.read_text()
+    for path in sorted((workdir / "saves").rglob("*.pth")):
+        if "checkpoints" not in path.parts:
+            found[str(path.relative_to(workdir))] = torch.load(path)
+    return found
+
+
+def assert_same_outputs(expected: dict, actual: dict) -> None:
+    assert sorted(expected) == sorted(actual)
+    for name, value in expected.items():
+        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+            assert list(value) == list(actual[name]), name
+            for key, tensor in value.items():
+                assert torch.equal(tensor, actual[name][key]), f"{name}: {key}"
+        else:
+            assert value == actual[name], name
+
+
+def start(workdir: Path, flags, *extra) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "iBatchLearn.py"), *flags, *extra], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_checkpoint(workdir: Path, flags, number: int, *extra) -> None:
+    """Run until checkpoint ``number`` has been written, then SIGKILL the process (it is already past it)."""
+    process = start(workdir, flags, *extra)
+    path = workdir / CHECKPOINTS / f"checkpoint-{number:06d}.pth"
+    deadline = time.monotonic() + 300
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "no checkpoint written in time"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+def latest_position(workdir: Path) -> Position:
+    return RunCheckpoints(str(workdir / CHECKPOINTS)).latest()["position"]
+
+
+def test_killed_run_resumes_to_exactly_the_uninterrupted_results(tmp_path, cifar10_root):
+    flags = run_flags(cifar10_root)
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    reference.mkdir(), interrupted.mkdir()
+    uninterrupted = start(reference, flags)
+    table, err = uninterrupted.communicate()
+    assert uninterrupted.returncode == 0, err
+
+    # checkpoints 1-7 are repeat 0 of sparse_wt 0.01: task 1 epochs 1-2, task 1, task 2 epochs 1-2, task 2, repeat
+    kill_after_checkpoint(interrupted, flags, 1)  # in task 1's second epoch
+    position = latest_position(interrupted)
+    assert position.agents[0]["in_task"]["epochs_done"] == 1 and position.tasks_done == 0
+    kill_after_checkpoint(interrupted, flags, 3, "--resume")  # between tasks
+    position = latest_position(interrupted)
+    assert position.tasks_done == 1 and position.agents[0]["in_task"] is None
+    kill_after_checkpoint(interrupted, flags, 7, "--resume")  # between repeats
+    position = latest_position(interrupted)
+    assert (position.repeat, position.agents) == (1, [])
+    kill_after_checkpoint(interrupted, flags, 15, "--resume")  # between the two --sparse_wt experiments
+    position = latest_position(interrupted)
+    assert (position.experiment, position.repeat, list(position.finished)) == (1, 0, ["sweep_sparse_wt0.01"])
+    assert len(list((interrupted / CHECKPOINTS).glob("checkpoint-*.pth"))) == 3  # only the latest few are kept
+
+    resumed = start(interrupted, flags, "--resume")
+    resumed_table, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert_same_outputs(outputs(reference), outputs(interrupted))
+    assert resumed_table == table and "sweep_sparse_wt0.01" in table and "sweep_sparse_wt0.4" in table
+    assert not (interrupted / "saves" / "sweep").exists()  # a finished sweep leaves no checkpoints behind
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_driver(capsys, *argv):
+    status = iBatchLearn.main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def quick_flags(dataroot, *extra):
+    return ["--gpuid", "-1", "--dataset", "CIFAR10", "--dataroot", dataroot, "--schedule", "1", "--batch_size", "25",
+            "--repeat", "2", "--exp_name", "sweep", "--print_freq", "1000", *extra]
+
+
+def test_same_seed_twice_gives_identical_results(tmp_path, monkeypatch, cifar10_root, capsys):
+    runs = []
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        status, table, _ = run_driver(capsys, *quick_flags(cifar10_root, "--first_split_size", "2",
+                                                           "--other_split_size", "2"))
+        assert status == 0
+        runs.append((outputs(tmp_path / name), table))
+    assert_same_outputs(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert json.loads(runs[0][0]["results/sweep_sparse_wt0.01/output_final.json"])["repeats"] == 2
+
+
+@pytest.fixture
+def interrupted(workdir, cifar10_root, capsys, monkeypatch):
+    """A run stopped (by an exception) after its first repeat's last checkpoint, before its outputs were written."""
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(iBatchLearn, "save_agents", crash)
+        with pytest.raises(KeyboardInterrupt):
+            iBatchLearn.main(quick_flags(cifar10_root))
+    assert RunCheckpoints(str(CHECKPOINTS)).numbers()
+    return workdir
+
+
+def test_interrupted_run_is_not_restarted_over_without_a_flag(interrupted, cifar10_root, capsys):
+    before = sorted(os.listdir(CHECKPOINTS))
+    status, _, err = run_driver(capsys, *quick_flags(cifar10_root))
+    assert status == 2 and "--resume" in err and "--overwrite" in err
+    assert sorted(os.listdir(CHECKPOINTS)) == before
+
+
+@pytest.mark.parametrize("change, named", [
+    (["--dataset", "MNIST"], "--dataset CIFAR10 (now MNIST)"),
+    (["--first_split_size", "2", "--other_split_size", "2"], "--first_split_size 5 (now 2)"),
+    (["--model_name", "Net"], "--model_name Net_SVD (now Net)"),
+    (["--schedule", "2"], "--schedule 1 (now 2)"),
+])
+def test_resume_with_other_settings_names_them(interrupted, cifar10_root, mnist_root, capsys, change, named):
+    dataroot = mnist_root if "MNIST" in change else cifar10_root
+    before = outputs(interrupted), sorted(os.listdir(CHECKPOINTS))
+    status, _, err = run_driver(capsys, *quick_flags(dataroot, *change), "--resume")
+    assert status == 2 and err.count("\n") == 1 and named in err
+    assert_same_outputs(before[0], outputs(interrupted))
+    assert sorted(os.listdir(CHECKPOINTS)) == before[1]
+
+
+def test_resume_finishes_the_interrupted_run(interrupted, cifar10_root, capsys):
+    status, table, _ = run_driver(capsys, *quick_flags(cifar10_root), "--resume")
+    assert status == 0 and "sweep_sparse_wt0.01 (2 runs)" in table
+    assert sorted(os.listdir("results/sweep_sparse_wt0.01")) == ["output_final.json", "output_run0.json",
+                                                                 "output_run1.json"]
+    assert not CHECKPOINTS.exists()
+
+
+def test_overwrite_discards_an_interrupted_run(interrupted, cifar10_root, capsys):
+    status, _, _ = run_driver(capsys, *quick_flags(cifar10_root, "--repeat", "1"), "--overwrite")
+    assert status == 0 and not CHECKPOINTS.exists()
+
+
+def test_resume_without_a_checkpoint_starts_from_the_beginning(workdir, cifar10_root, capsys):
+    status, table, _ = run_driver(capsys, *quick_flags(cifar10_root, "--repeat", "1"), "--resume")
+    assert status == 0 and "sweep_sparse_wt0.01 (1 run)" in table
+
+
+def small_agent():
+    torch.manual_seed(0)
+    model = build_model("customnet_SVD", "Net_SVD")
+    model.add_heads({"1": 2, "2": 2})
+    return build_agent("SVDNet", "SVDNet", model, AgentConfig(schedule=[1, 3], print_freq=1000, grow_network=True))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def batches(task):
+    """Three random batches, reshuffled every epoch from the global generator (as the training loader does)."""
+    generator = torch.Generator().manual_seed(int(task))
+    data = [(torch.randn(6, 3, 32, 32, generator=generator), torch.randint(0, 2, (6,), generator=generator),
+             [task] * 6) for _ in range(3)]
+
+    class Loader:
+        def __iter__(self):
+            return iter([data[i] for i in torch.randperm(len(data)).tolist()])
+
+    return Loader()
+
+
+def test_agent_state_saved_mid_task_continues_bit_identically():
+    reference = small_agent()
+    reference.learn_task("1", batches("1"))
+    reference.learn_task("2", batches("2"))
+
+    agent = small_agent()
+    agent.learn_task("1", batches("1"))
+    saved = {}
+
+    def interrupt_after_second_epoch():
+        if agent.epochs_done == 2:
+            buffer = io.BytesIO()
+            torch.save({"agent": agent.training_state(), "rng": rng_state()}, buffer)
+            saved["bytes"] = buffer.getvalue()
+            raise Interrupt
+
+    agent.after_epoch = interrupt_after_second_epoch
+    with pytest.raises(Interrupt):
+        agent.learn_task("2", batches("2"))
+
+    checkpoint = torch.load(io.BytesIO(saved["bytes"]), weights_only=True)
+    ranks = [checkpoint["agent"]["model"][f"{name}.Sigma"].shape[0] for name in ("conv1", "conv2", "conv3", "conv4",
+                                                                                 "conv6")]
+    model = build_model("customnet_SVD", "Net_SVD", rank=ranks)
+    model.add_heads({"1": 2, "2": 2})
+    resumed = build_agent("SVDNet", "SVDNet", model, AgentConfig(schedule=[1, 3], print_freq=1000, grow_network=True))
+    resumed.load_training_state(checkpoint["agent"])
+    restore_rng(checkpoint["rng"])
+    resumed.learn_task("2", batches("2"))
+    assert resumed.tasks_trained == ["1", "2"] and resumed.task_identifiers == reference.task_identifiers
+    state, expected = resumed.model.state_dict(), reference.model.state_dict()
+    assert list(state) == list(expected)
+    for key in expected:
+        assert torch.equal(state[key], expected[key]), key
+
+
+def test_only_the_latest_checkpoints_are_kept_and_a_damaged_latest_is_skipped(tmp_path, caplog):
+    checkpoints = RunCheckpoints(str(tmp_path / "checkpoints"), keep=2)
+    args = iBatchLearn.get_args(["--exp_name", "x"])
+    for repeat in range(4):
+        checkpoints.save(args, Position(repeat=repeat))
+    (tmp_path / "checkpoints" / ".tmp-half-written.pth").write_bytes(b"\0")
+    assert checkpoints.numbers() == [3, 4]
+    assert checkpoints.latest()["position"].repeat == 3
+    Path(checkpoints.path(4)).write_bytes(Path(checkpoints.path(4)).read_bytes()[:100])
+    assert checkpoints.latest()["position"].repeat == 2
+    assert "skipping unreadable checkpoint" in caplog.text
+
+
+def test_end_of_epoch_checkpoints_wait_for_the_interval_but_ends_of_tasks_do_not(tmp_path):
+    args = iBatchLearn.get_args(["--exp_name", "x"])
+    hourly = RunCheckpoints(str(tmp_path / "hourly"), interval=3600)
+    hourly.save(args, Position(), optional=True)
+    assert hourly.numbers() == []
+    hourly.save(args, Position())
+    hourly.save(args, Position(), optional=True)
+    assert hourly.numbers() == [1]
+    every_epoch = RunCheckpoints(str(tmp_path / "every"), interval=0)
+    every_epoch.save(args, Position(), optional=True)
+    assert every_epoch.numbers() == [1]
+
+
+@pytest.mark.parametrize("protocol, stop_after", [
+    ([], 4),
+    (["--ind_models"], 4),
+    (["--offline_training"], 1),
+    (["--incremental_class", "--force_out_dim", "10", "--no_class_remap", "--no_rand_split_order"], 4),
+], ids=["sequential", "ind_models", "offline_training", "incremental_class"])
+def test_every_protocol_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, protocol, stop_after):
+    flags = quick_flags(cifar10_root, "--repeat", "1", "--schedule", "1", "2", "--checkpoint_interval", "0",
+                        *protocol)
+    (tmp_path / "reference").mkdir(), (tmp_path / "interrupted").mkdir()
+    monkeypatch.chdir(tmp_path / "reference")
+    status, table, _ = run_driver(capsys, *flags)
+    assert status == 0
+
+    monkeypatch.chdir(tmp_path / "interrupted")
+    save = RunCheckpoints.save
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        if self.numbers()[-1] == stop_after:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunCheckpoints, "save", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            iBatchLearn.main(flags)
+    status, resumed_table, _ = run_driver(capsys, *flags, "--resume")
+    assert status == 0
+    assert_same_outputs(outputs(tmp_path / "reference"), outputs(tmp_path / "interrupted"))
+    assert resumed_table == table

@@ -1,0 +1,151 @@
+"""Checkpoints of a training run in progress, so that ``--resume`` continues it exactly where it stopped.
+
+A checkpoint is one ``.pth`` file holding a dict: ``format``, the run's settings (``args``), its ``position`` (a
+:class:`Position` as a dict: where the sweep over ``--sparse_wt`` and ``--repeat`` stands, the accuracies so far and
+every agent's training state) and the state of every random generator (``rng``). Each is written atomically into
+``saves/<exp_name>/checkpoints/checkpoint-<n>.pth``; only the latest ``KEEP`` are kept.
+
+Checkpoints at the end of a task, a repeat or an experiment are always written; one at the end of an epoch when
+``--checkpoint_interval`` seconds have passed since the last (0: after every epoch). A VGG16 checkpoint is ~180 MB,
+and on a GPU an epoch of a 5-class task can take less time than writing it.
+"""
+import logging
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from utils.errors import UserError
+from utils.files import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+KEEP = 3
+SETTINGS_FREE_TO_CHANGE = ("resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot", "benchmark",
+                           "checkpoint_interval")
+"""Flags a resumed run may give differently: they change where and how verbosely it runs, not what it computes."""
+CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.pth")
+
+
+@dataclass
+class Position:
+    """Where a sweep stands: experiment ``experiment`` (an index into ``--sparse_wt``), its repeat ``repeat``.
+
+    ``finished`` holds the run records of the experiments done, by name; ``runs`` those of the current experiment's
+    finished repeats. ``tasks_done``, ``acc_matrix`` and ``agents`` (training states) are the current repeat's; no
+    agents means that repeat has not started.
+    """
+
+    experiment: int = 0
+    repeat: int = 0
+    finished: Dict[str, List[dict]] = field(default_factory=dict)
+    runs: List[dict] = field(default_factory=list)
+    tasks_done: int = 0
+    acc_matrix: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    agents: List[dict] = field(default_factory=list)
+
+
+def rng_state() -> dict:
+    """The state of Python's, NumPy's and torch's generators (every CUDA device's too, once CUDA is in use)."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def run_settings(args) -> dict:
+    """The flags that decide what a run computes (all but ``SETTINGS_FREE_TO_CHANGE``)."""
+    return {name: value for name, value in sorted(vars(args).items()) if name not in SETTINGS_FREE_TO_CHANGE}
+
+
+def check_same_settings(saved: dict, args, source: str) -> None:
+    """A resumed run must compute what the interrupted one did: a one-line error lists the flags that differ."""
+    now = run_settings(args)
+    differ = [name for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
+    if differ:
+        flags = ", ".join(f"--{name} {format_flag(saved.get(name))} (now {format_flag(now.get(name))})"
+                          for name in differ)
+        raise UserError(f"--resume: {source} was written with other settings: {flags}; resume with the same flags, "
+                        f"or pass --overwrite to start over")
+
+
+def format_flag(value) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+class RunCheckpoints:
+    """The checkpoints of one ``--exp_name``: numbered files in ``directory``, the latest ``keep`` kept; optional
+    ones (ends of epochs) only once ``interval`` seconds have passed since the last checkpoint."""
+
+    def __init__(self, directory: str, keep: int = KEEP, interval: float = 0.0):
+        self.directory = directory
+        self.keep = keep
+        self.interval = interval
+        self.last_saved = time.monotonic()
+
+    def numbers(self) -> List[int]:
+        """Numbers of the checkpoints on disk, oldest first (half-written temporary files are not checkpoints)."""
+        if not os.path.isdir(self.directory):
+            return []
+        matches = (CHECKPOINT_NAME.fullmatch(name) for name in os.listdir(self.directory))
+        return sorted(int(match.group(1)) for match in matches if match)
+
+    def path(self, number: int) -> str:
+        return os.path.join(self.directory, f"checkpoint-{number:06d}.pth")
+
+    def save(self, args, position: Position, optional: bool = False) -> None:
+        if optional and time.monotonic() - self.last_saved < self.interval:
+            return
+        numbers = self.numbers()
+        number = numbers[-1] + 1 if numbers else 1
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "args": run_settings(args), "position": asdict(position),
+                           "rng": rng_state()}, self.path(number))
+        for old in (numbers + [number])[:-self.keep]:
+            os.remove(self.path(old))
+        self.last_saved = time.monotonic()
+
+    def latest(self) -> Optional[dict]:
+        """The newest readable checkpoint (an unreadable one is reported and the one before it tried), or None."""
+        numbers = self.numbers()
+        for number in reversed(numbers):
+            path = self.path(number)
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # torch raises several types for unreadable files
+                log.warning("skipping unreadable checkpoint %s: %s", path, str(error).splitlines()[0])
+                continue
+            if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+                raise UserError(f"{path} is not a checkpoint this version can resume (format "
+                                f"{checkpoint.get('format') if isinstance(checkpoint, dict) else 'unknown'})")
+            checkpoint["path"] = path
+            checkpoint["position"] = Position(**checkpoint["position"])
+            return checkpoint
+        if numbers:
+            raise UserError(f"no checkpoint in {self.directory} can be read: pass --overwrite to start over")
+        return None
+
+    def clear(self) -> None:
+        """Remove every checkpoint, the directory, and its parent when that is left empty."""
+        if os.path.isdir(self.directory):
+            shutil.rmtree(self.directory)
+            parent = os.path.dirname(self.directory)
+            if parent and not os.listdir(parent):
+                os.rmdir(parent)
