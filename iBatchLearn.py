@@ -12,8 +12,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents import AgentConfig, build_agent
-from agents.default import NormalNN
+from agents import AGENT_TYPES, AgentConfig, build_agent
+from agents.default import NormalNN, check_optimizer
 from agents.search import energy_search, plot_search, sparsity_search
 from agents.protocols import Progress, TaskStream, learn_jointly, learn_separately, learn_sequentially
 from dataloaders import DATASETS, PermutedGen, SplitGen, load_dataset, multidataset_tasks
@@ -30,8 +30,15 @@ log = logging.getLogger("iBatchLearn")
 
 GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
 MULTIDATASET = "multidataset"
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes (an unknown flag, a missing or malformed value) are one-line ``UserError``s."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (--help lists the flags)")
+
+
 def get_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("--gpuid", nargs="+", type=int, default=[0], help="GPU id; -1 runs on the CPU")
     add("--perp_wt", type=float, default=1.0, help="weight of the orthogonality loss of N and C")
@@ -124,7 +131,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--ind_models and --offline_training are different protocols: choose one")
     if len(args.reg_coef) > 1:
         raise UserError("only one --reg_coef value is supported")
-    model_builders(args.model_type)
+    if args.model_name not in model_builders(args.model_type):
+        raise UserError(f"unknown --model_name {args.model_name!r} for --model_type {args.model_type}; "
+                        f"valid: {', '.join(sorted(model_builders(args.model_type)))}")
+    if args.agent_name not in AGENT_TYPES.get(args.agent_type, ()):
+        raise UserError(f"unknown --agent_type/--agent_name {args.agent_type}/{args.agent_name}; valid: "
+                        f"{', '.join(f'{t}/{n}' for t, names in AGENT_TYPES.items() for n in names)}")
+    check_optimizer(args.optimizer)
 
 
 def load_data(args):
@@ -166,8 +179,15 @@ def make_agent(args, sparse_wt: float, image_size: int, out_dim: Dict[str, int],
     with the ranks that state's SVD layers have."""
     if state is None and args.model_weights:
         state, source = read_state(args.model_weights), args.model_weights
-    ranks = svd_ranks(state) if state is not None else []
-    model = build_model(args.model_type, args.model_name, image_size=image_size, **({"rank": ranks} if ranks else {}))
+    model = build_model(args.model_type, args.model_name, image_size=image_size)
+    if state is not None:
+        ranks, layers = svd_ranks(state), len(svd_layers(model))
+        if len(ranks) != layers:
+            raise UserError(f"{source} holds {len(ranks)} SVD layers, --model_type {args.model_type} --model_name "
+                            f"{args.model_name} has {layers}: it is another architecture; give the flags it was "
+                            f"trained with")
+        if ranks:
+            model = build_model(args.model_type, args.model_name, image_size=image_size, rank=ranks)
     model.add_heads(out_dim)
     if state is not None:
         load_state(model, state, source)
@@ -391,17 +411,18 @@ def run_experiments(args) -> List[str]:
         name = os.path.basename(os.path.normpath(args.loadmodel))
         atomic_json_dump(record, os.path.join("results", name, "output_eval.json"))
         return [format_table(f"{args.loadmodel} ({args.dataset} test set)", [record])]
+    data = load_data(args)
+    build_tasks(args, data)  # bad split sizes stop here, before any output or checkpoint is touched
     checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
                                  interval=args.checkpoint_interval)
     position, rng = start_position(args, checkpoints)
-    return train_sweep(args, device, load_data(args), checkpoints, position, rng)
+    return train_sweep(args, device, data, checkpoints, position, rng)
 
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    args = get_args(argv)
     try:
-        tables = run_experiments(args)
+        tables = run_experiments(get_args(argv))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -40,13 +40,21 @@ class AgentConfig:
 
 
 def valid_optimizers() -> List[str]:
+    """torch.optim's optimizers but LBFGS (its step needs a closure), and ``amsgrad``."""
     names = [name for name, obj in vars(torch.optim).items()
-             if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer) and obj is not torch.optim.Optimizer]
+             if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
+             and obj not in (torch.optim.Optimizer, torch.optim.LBFGS)]
     return sorted(names + ["amsgrad"])
+
+
+def check_optimizer(name: str) -> None:
+    if name not in valid_optimizers():
+        raise UserError(f"unknown --optimizer {name!r}; valid: {', '.join(valid_optimizers())}")
 
 
 def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch.optim.Optimizer:
     """``torch.optim.<optimizer>`` with lr and weight decay; momentum for SGD/RMSprop; ``amsgrad`` is Adam(amsgrad)."""
+    check_optimizer(config.optimizer)
     name, kwargs = config.optimizer, {"lr": config.lr, "weight_decay": config.weight_decay}
     if name in ("SGD", "RMSprop"):
         kwargs["momentum"] = config.momentum
@@ -54,8 +62,6 @@ def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch
         del kwargs["weight_decay"]
     elif name == "amsgrad":
         name, kwargs["amsgrad"] = "Adam", True
-    if name not in valid_optimizers():
-        raise UserError(f"unknown --optimizer {config.optimizer!r}; valid: {', '.join(valid_optimizers())}")
     try:
         return getattr(torch.optim, name)(params, **kwargs)
     except ValueError as error:  # torch validates lr, momentum and weight decay
