@@ -90,6 +90,8 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--prev_sing", action="store_true", help="count the frozen components' energy when pruning")
     add("--grow_network", action="store_true", help="add components when a layer runs short of free ones")
     add("--benchmark", action="store_true", help="torch.backends.cudnn.benchmark")
+    add("--amp", action="store_true", help="bfloat16 autocast of the forward pass (for CUDA; changes the numbers)")
+    add("--compile", action="store_true", help="torch.compile the training forward pass, once per task (for CUDA)")
     add("--save_running_stats", action="store_true", help="BatchNorm statistics per task (models with BatchNorm)")
     add("--eval_on_train_set", action="store_true", help="evaluate on the training splits")
     add("--debug", action="store_true", help="search modes")
@@ -196,7 +198,8 @@ def make_agent(args, sparse_wt: float, image_size: int, out_dim: Dict[str, int],
                          perp_wt=args.perp_wt, energy_sv=args.energy_sv, reg_type_svd=args.reg_type_svd,
                          prev_sing=args.prev_sing, grow_network=args.grow_network,
                          grow_to_mean=args.dataset in GROW_TO_MEAN_DATASETS,
-                         save_running_stats=args.save_running_stats)
+                         save_running_stats=args.save_running_stats, channels_last=device.type == "cpu",
+                         amp=args.amp, compile=args.compile)
     return build_agent(args.agent_type, args.agent_name, model, config, writer)
 
 
@@ -285,7 +288,7 @@ def save_agents(agents: List[NormalNN], directory: str) -> None:
 def save_agent(agent: NormalNN, directory: str) -> None:
     if hasattr(agent, "task_identifiers"):
         save_checkpoint(directory, agent.model.state_dict(), ranks_of(agent), agent.task_identifiers,
-                        agent.task_name_count, agent.chann_used)
+                        agent.task_name_count, agent.chann_used, agent.running_stats)
     else:
         atomic_torch_save(agent.model.state_dict(), os.path.join(directory, "final_model.pth"))
 
@@ -308,6 +311,7 @@ def evaluate_checkpoint(args, device, data) -> dict:
     if not hasattr(agent, "load_continual_state"):
         raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
     agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
+    agent.load_running_stats(pieces["running_stats"], f"{directory}/running_stats.pth")
     names = agent.tasks_trained
     stream = TaskStream(names, train_splits, evaluation_splits(args, train_splits, test_splits), args.batch_size,
                         device)
@@ -404,6 +408,8 @@ def run_experiments(args) -> List[str]:
     check_args(args)
     device = pick_device(args.gpuid)
     torch.backends.cudnn.benchmark = args.benchmark
+    if device.type == "cpu" and (args.amp or args.compile):
+        log.warning("--amp and --compile are meant for CUDA: on a CPU they are usually slower (README, Speed)")
     if args.debug:
         return [run_search(args, device, load_data(args))]
     if args.loadmodel:

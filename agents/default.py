@@ -37,6 +37,9 @@ class AgentConfig:
     grow_network: bool = False
     grow_to_mean: bool = True
     save_running_stats: bool = False
+    channels_last: bool = False
+    amp: bool = False
+    compile: bool = False
 
 
 def valid_optimizers() -> List[str]:
@@ -104,7 +107,9 @@ class NormalNN:
     def __init__(self, model: MultiHeadNet, config: AgentConfig, writer=None):
         self.config = config
         self.device = torch.device(config.device)
-        self.model = model.to(self.device)
+        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.training_features = self.model.features
         self.writer = writer
         self.tasks_trained: List[str] = []
         self.optimizer: Optional[torch.optim.Optimizer] = None
@@ -143,6 +148,13 @@ class NormalNN:
         self.optimizer = make_optimizer(self.trainable_parameters(task), self.config)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(self.config.schedule),
                                                               gamma=0.1)
+        if self.config.compile:  # compiled afresh for every task: the ranks and frozen prefixes change between tasks
+            torch._dynamo.reset()
+            self.training_features = torch.compile(self.model.features)
+
+    def autocast(self) -> torch.autocast:
+        """``--amp``: the model's forward pass in bfloat16 (the regularizers stay in float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp)
 
     def learn_task(self, task: str, train_loader, val_loader=None, heads: Optional[Sequence[str]] = None) -> None:
         """Train on one task for ``schedule[-1]`` epochs, then run ``end_task``.
@@ -202,14 +214,14 @@ class NormalNN:
         self.tasks_trained = list(state["tasks_trained"])
         self.global_step = state["global_step"]
         self.valid_out_dim = state["valid_out_dim"]
-        self.running_stats = {task: [{name: tensor.to(self.device) for name, tensor in layer.items()}
-                                     for layer in layers] for task, layers in state["running_stats"].items()}
+        self.load_running_stats(state["running_stats"], "the checkpoint")
         self.resume_point = state["in_task"]
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
         """One optimizer step on a batch; returns the loss terms (detached)."""
         self.optimizer.zero_grad(set_to_none=True)
-        terms = {"ce": self.classification_loss(inputs, targets, tasks)}
+        with self.autocast():
+            terms = {"ce": self.classification_loss(inputs, targets, tasks)}
         terms.update(self.regularization())
         loss = sum(terms.values())
         loss.backward()
@@ -220,8 +232,8 @@ class NormalNN:
 
     def classification_loss(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
         """Multi-head cross-entropy: each head's summed over its samples, all divided by the batch size."""
-        features = self.model.features(inputs)
-        loss = features.new_zeros(())
+        features = self.training_features(inputs.contiguous(memory_format=self.memory_format))
+        loss = features.new_zeros((), dtype=torch.float32)
         for task, indices in task_groups(tasks):
             head_features = features if indices is None else features[indices.to(features.device)]
             head_targets = targets if indices is None else targets[indices.to(targets.device)]
@@ -255,6 +267,19 @@ class NormalNN:
         return [{name: buffer.clone() for name, buffer in layer.named_buffers()}
                 for layer in batchnorm_layers(self.model)]
 
+    def load_running_stats(self, statistics: Dict[str, List[Dict[str, torch.Tensor]]], source: str) -> None:
+        """Saved per-task BatchNorm statistics (``--save_running_stats``), checked against this model's layers."""
+        own = self.batchnorm_statistics()
+        for task, layers in statistics.items():
+            fits = len(layers) == len(own) and all(
+                set(saved) == set(buffers) and all(saved[name].shape == buffers[name].shape for name in buffers)
+                for saved, buffers in zip(layers, own))
+            if not fits:
+                raise UserError(f"{source}: the BatchNorm statistics of task {task} do not fit this model's "
+                                f"{len(own)} BatchNorm layers")
+        self.running_stats = {task: [{name: tensor.to(self.device) for name, tensor in layer.items()}
+                                     for layer in layers] for task, layers in statistics.items()}
+
     @torch.no_grad()
     def use_batchnorm_statistics(self, statistics: List[Dict[str, torch.Tensor]]) -> None:
         for layer, saved in zip(batchnorm_layers(self.model), statistics):
@@ -274,8 +299,11 @@ class NormalNN:
                 task_targets = targets if indices is None else targets[indices.to(targets.device)]
                 if task in self.running_stats:
                     self.use_batchnorm_statistics(self.running_stats[task])
-                features = self.model.features(task_inputs, self.eval_ranks(task))
-                correct += int((self.head_logits(features, task).argmax(1) == task_targets).sum())
+                with self.autocast():
+                    features = self.model.features(task_inputs.contiguous(memory_format=self.memory_format),
+                                                   self.eval_ranks(task))
+                    logits = self.head_logits(features, task)
+                correct += int((logits.argmax(1) == task_targets).sum())
                 seen += len(task_targets)
         if live_statistics is not None:
             self.use_batchnorm_statistics(live_statistics)

@@ -69,8 +69,18 @@ def test_vgg16_bn_svd_with_per_task_running_stats(workdir, cifar10_root, capsys)
     record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--model_type", "vgg_16_bn",
                     "--model_name", "vgg16_bn_cifar100_SVD", "--save_running_stats")
     assert len(record["all_rank"]) == 13
-    state = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "final_model.pth")
+    saves = workdir / "saves" / "mode_sparse_wt0.01"
+    state = torch.load(saves / "final_model.pth")
     assert state["last.1.0.weight"].shape == (32, 512) and state["last.1.1.weight"].shape == (5, 32)
+    statistics = torch.load(saves / "running_stats.pth")
+    assert sorted(statistics) == ["1", "2"] and len(statistics["1"]) == 13
+    assert not torch.equal(statistics["1"][0]["running_mean"], statistics["2"][0]["running_mean"])
+    # evaluated again from the saved files, each task with its own statistics: the accuracies it finished with
+    status = iBatchLearn.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--model_type",
+                               "vgg_16_bn", "--model_name", "vgg16_bn_cifar100_SVD", "--loadmodel", str(saves)])
+    assert status == 0
+    evaluated = json.loads((workdir / "results" / "mode_sparse_wt0.01" / "output_eval.json").read_text())
+    assert evaluated["acc"] == record["acc"]
 
 
 def test_sparsity_search_writes_the_figure(workdir, cifar10_root, capsys):

@@ -159,7 +159,7 @@ def test_interrupted_run_is_not_restarted_over_without_a_flag(interrupted, cifar
 @pytest.mark.parametrize("change, named", [
     (["--dataset", "MNIST"], "--dataset CIFAR10 (now MNIST)"),
     (["--first_split_size", "2", "--other_split_size", "2"], "--first_split_size 5 (now 2)"),
-    (["--model_name", "Net"], "--model_name Net_SVD (now Net)"),
+    (["--sparse_wt", "0.4"], "--sparse_wt 0.01 (now 0.4)"),
     (["--schedule", "2"], "--schedule 1 (now 2)"),
 ])
 def test_resume_with_other_settings_names_them(interrupted, cifar10_root, mnist_root, capsys, change, named):

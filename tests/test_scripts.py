@@ -50,3 +50,12 @@ def test_our_fashion_mnist_checkpoint_evaluates_on_the_real_test_set(tmp_path):
     """Needs Debian's dataset-fashion-mnist, which scripts/run_tests.sh installs where apt can."""
     out = run_script("fashionmnist_eval.sh", tmp_path)
     assert "average     99.21" in out and "model size: 4.488 MB" in out
+
+
+def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
+    out = run_script("benchmark.sh", tmp_path, "--quick", "--no_memory", "--device", "cpu")
+    figures = json.loads((tmp_path / "results" / "benchmark.json").read_text())
+    rows = ("floor", "svd_step", "train_path", "train_path_task20", "eval_path")
+    assert all(figures[row] > 0 for row in rows)
+    assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
+    assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out

@@ -71,6 +71,8 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="measurements per row, the best is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--no_memory", action="store_true", help="skip row 5 (the whole 20-task run)")
+    parser.add_argument("--amp", action="store_true", help="every row with iBatchLearn's --amp (bfloat16 autocast)")
+    parser.add_argument("--compile", action="store_true", help="every row with iBatchLearn's --compile")
     parser.add_argument("--output", default=os.path.join("results", "benchmark.json"), help="where the JSON goes")
     return parser.parse_args(argv)
 
@@ -91,8 +93,17 @@ def images_per_second(work: Callable[[], int], device: torch.device) -> float:
 
 
 # --- agents and data ---------------------------------------------------------------------------------------------
-def config(device: torch.device) -> AgentConfig:
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    """The driver's speed options: ``--amp``, ``--compile``; channels-last follows the device as in the driver."""
+
+    amp: bool = False
+    compile: bool = False
+
+
+def config(device: torch.device, speed: Speed) -> AgentConfig:
     return AgentConfig(schedule=[1], print_freq=10 ** 9, device=str(device), sparse_wt=SPARSE_WT, energy_sv=ENERGY_SV,
+                       channels_last=device.type == "cpu", amp=speed.amp, compile=speed.compile,
                        grow_network=True, grow_to_mean=True)
 
 
@@ -100,16 +111,16 @@ def heads(n_tasks: int) -> Dict[str, int]:
     return {str(task): CLASSES_PER_TASK for task in range(1, n_tasks + 1)}
 
 
-def dense_agent(device: torch.device):
+def dense_agent(device: torch.device, speed: Speed):
     model = build_model("customnet", "Net")
     model.add_heads(heads(1))
-    return build_agent("default", "NormalNN", model, config(device))
+    return build_agent("default", "NormalNN", model, config(device, speed))
 
 
-def svd_agent(device: torch.device, n_tasks: int = 1):
+def svd_agent(device: torch.device, speed: Speed, n_tasks: int = 1):
     model = build_model("customnet_SVD", "Net_SVD")
     model.add_heads(heads(n_tasks))
-    return build_agent("SVDNet", "SVDNet", model, config(device))
+    return build_agent("SVDNet", "SVDNet", model, config(device, speed))
 
 
 def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[int]]:
@@ -120,14 +131,14 @@ def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[i
             for task in range(n_tasks)]
 
 
-def grown_agent(device: torch.device, tasks_trained: int):
+def grown_agent(device: torch.device, speed: Speed, tasks_trained: int):
     """An agent as after ``tasks_trained`` tasks of a grown CIFAR-100 run, built directly (not trained).
 
     Identifiers: ``plausible_identifiers``; each layer's rank is the last task's identifier plus its initial rank (the
     room ``--grow_network`` leaves on CIFAR-100, which gives the published final ranks after 20 tasks); components are
     freshly initialised with ``set_components``.
     """
-    agent = svd_agent(device, TASKS)
+    agent = svd_agent(device, speed, TASKS)
     identifiers = plausible_identifiers(agent.initial_ranks, tasks_trained)
     chann_used = {0: identifiers[0]}
     chann_used.update({t: [now - before for now, before in zip(identifiers[t], identifiers[t - 1])]
@@ -152,13 +163,13 @@ def synthetic_task(name: str, n_images: int, augment: bool, seed: int) -> TaskDa
 
 
 # --- rows --------------------------------------------------------------------------------------------------------
-def step_rates(device: torch.device, sizes: Sizes) -> Dict[str, float]:
+def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
     """Rows 1 and 2: training steps on one ready batch, the two models measured in alternating rounds."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(BATCH_SIZE, 3, 32, 32, generator=generator).to(device)
     targets = torch.randint(0, CLASSES_PER_TASK, (BATCH_SIZE,), generator=generator).to(device)
     batch = (inputs, targets, ["1"] * BATCH_SIZE)
-    agents = {"floor": dense_agent(device), "svd_step": svd_agent(device)}
+    agents = {"floor": dense_agent(device, speed), "svd_step": svd_agent(device, speed)}
     for agent in agents.values():
         agent.begin_task("1")
         agent.model.train()
@@ -177,12 +188,12 @@ def step_rates(device: torch.device, sizes: Sizes) -> Dict[str, float]:
     return best
 
 
-def train_path_rate(device: torch.device, sizes: Sizes, tasks_before: int) -> float:
+def train_path_rate(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int) -> float:
     """Rows 3 and 3b: one epoch of task ``tasks_before + 1`` through ``learn_task``, data handling included."""
     name = str(tasks_before + 1)
     best = 0.0
     for round_ in range(sizes.rounds):
-        agent = grown_agent(device, tasks_before) if tasks_before else svd_agent(device)
+        agent = grown_agent(device, speed, tasks_before) if tasks_before else svd_agent(device, speed)
         loader = TaskLoader(synthetic_task(name, sizes.train_images, augment=True, seed=round_), BATCH_SIZE,
                             shuffle=True, device=device, generator=torch.Generator().manual_seed(round_))
         best = max(best, images_per_second(lambda: learn(agent, name, loader), device))
@@ -194,9 +205,9 @@ def learn(agent, name: str, loader: TaskLoader) -> int:
     return len(loader.targets)
 
 
-def eval_path_rate(device: torch.device, sizes: Sizes) -> float:
+def eval_path_rate(device: torch.device, speed: Speed, sizes: Sizes) -> float:
     """Row 4: ``agent.evaluate`` on each task of a 20-task model, each through its own components and head."""
-    agent = grown_agent(device, TASKS)
+    agent = grown_agent(device, speed, TASKS)
     loaders = [TaskLoader(synthetic_task(str(task), sizes.test_images, augment=False, seed=100 + task), BATCH_SIZE,
                           shuffle=False, device=device) for task in range(1, TASKS + 1)]
     agent.evaluate(loaders[0])  # warm-up
@@ -226,14 +237,15 @@ def write_cifar100_files(root: str, train_per_class: int, test_per_class: int) -
                      "coarse_label_names": [f"coarse_{i}" for i in range(20)]}, file, protocol=4)
 
 
-def peak_rss_mb(device: torch.device, sizes: Sizes, threads: Optional[int]) -> float:
+def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optional[int]) -> float:
     """Row 5: peak resident set (MB) of ``iBatchLearn.py`` on 20 CIFAR-100-shaped tasks, 1 epoch each, in a child."""
     with tempfile.TemporaryDirectory(prefix="cacl-benchmark-") as folder:
         write_cifar100_files(folder, sizes.rss_train_per_class, sizes.rss_test_per_class)
         command = [sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), "--dataset", "CIFAR100",
                    "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size", str(BATCH_SIZE),
                    "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,
-                   "--gpuid", str(device.index or 0) if device.type == "cuda" else "-1"]
+                   "--gpuid", str(device.index or 0) if device.type == "cuda" else "-1",
+                   *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
         environment = dict(os.environ)
         if threads is not None:
             environment["OMP_NUM_THREADS"] = str(threads)
@@ -262,7 +274,8 @@ ROWS = [
 def format_table(results: dict) -> str:
     floor = results["floor"]
     lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
-             f"batch {BATCH_SIZE}){' [quick: not a measurement]' if results['quick'] else ''}",
+             f"batch {BATCH_SIZE}{''.join(f', {option}' for option in ('channels_last', 'amp', 'compile') if results[option])})"
+             f"{' [quick: not a measurement]' if results['quick'] else ''}",
              f"{'row':>3}  {'what':<42} {'images/s':>10} {'× row 1':>8}"]
     for row, key, what in ROWS:
         lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / floor:8.2f}")
@@ -282,12 +295,14 @@ def main(argv=None) -> int:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
     torch.manual_seed(0)
     results = {"device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-               "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick}
-    results.update(step_rates(device, sizes))
-    results["train_path"] = train_path_rate(device, sizes, tasks_before=0)
-    results["train_path_task20"] = train_path_rate(device, sizes, tasks_before=TASKS - 1)
-    results["eval_path"] = eval_path_rate(device, sizes)
-    results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, sizes, args.threads)
+               "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick,
+               "channels_last": device.type == "cpu", "amp": args.amp, "compile": args.compile}
+    speed = Speed(amp=args.amp, compile=args.compile)
+    results.update(step_rates(device, speed, sizes))
+    results["train_path"] = train_path_rate(device, speed, sizes, tasks_before=0)
+    results["train_path_task20"] = train_path_rate(device, speed, sizes, tasks_before=TASKS - 1)
+    results["eval_path"] = eval_path_rate(device, speed, sizes)
+    results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, speed, sizes, args.threads)
     print(format_table(results))
     atomic_json_dump(results, args.output)
     return 0

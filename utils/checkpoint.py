@@ -10,13 +10,19 @@ from utils.files import atomic_torch_save
 
 MODEL_FILE = "final_model.pth"
 STATE_FILES = ("rank.pth", "task_identifiers.pth", "task_name_count.pth", "chann_used.pth")
+RUNNING_STATS_FILE = "running_stats.pth"
+"""Our addition, written only with ``--save_running_stats``: each task's BatchNorm statistics."""
 SEARCH_DIRS = ("saves", "pretrained")
 
 
-def save_checkpoint(directory: str, state_dict, rank, task_identifiers, task_name_count, chann_used) -> None:
-    """Write the five files of the published format into ``directory`` (each written atomically)."""
+def save_checkpoint(directory: str, state_dict, rank, task_identifiers, task_name_count, chann_used,
+                    running_stats=None) -> None:
+    """Write the five files of the published format into ``directory`` (each written atomically), and
+    ``running_stats.pth`` when per-task BatchNorm statistics are given."""
     os.makedirs(directory, exist_ok=True)
     pieces = dict(zip((MODEL_FILE,) + STATE_FILES, (state_dict, rank, task_identifiers, task_name_count, chann_used)))
+    if running_stats:
+        pieces[RUNNING_STATS_FILE] = running_stats
     for name, value in pieces.items():
         atomic_torch_save(value, os.path.join(directory, name))
 
@@ -72,7 +78,10 @@ def load_state(model, state: Mapping[str, torch.Tensor], source: str) -> None:
 
 
 def load_checkpoint(directory: Path) -> Dict[str, object]:
-    """All five pieces: ``state_dict``, ``rank``, ``task_identifiers``, ``task_name_count``, ``chann_used``."""
+    """All five pieces: ``state_dict``, ``rank``, ``task_identifiers``, ``task_name_count``, ``chann_used``; and
+    ``running_stats`` ({} when the checkpoint has none)."""
     pieces = {name[:-4]: load_piece(directory, name) for name in STATE_FILES}
     pieces["state_dict"] = load_piece(directory, MODEL_FILE)
+    has_stats = (directory / RUNNING_STATS_FILE).is_file()
+    pieces["running_stats"] = load_piece(directory, RUNNING_STATS_FILE) if has_stats else {}
     return pieces

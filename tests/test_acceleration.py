@@ -1,0 +1,108 @@
+"""Speed options: channels-last (on by default on the CPU), ``--amp`` (bfloat16) and ``--compile``.
+
+Each must keep the method's guarantees (zero forgetting) and stay close to the plain float32 path."""
+import functools
+
+import pytest
+import torch
+
+from agents import AgentConfig, build_agent
+from models import build_model
+from test_svdnet_agent import batches
+
+
+def make_agent(model_name="Net_SVD", **overrides):
+    torch.manual_seed(0)
+    model = build_model("customnet_SVD" if model_name == "Net_SVD" else "customnet", model_name)
+    model.add_heads({task: 2 for task in ("1", "2", "3")})
+    agent_type = ("SVDNet", "SVDNet") if model_name == "Net_SVD" else ("default", "NormalNN")
+    return build_agent(*agent_type, model, AgentConfig(schedule=[1], print_freq=1000, grow_network=True, **overrides))
+
+
+def train(agent, *tasks):
+    """Learn ``tasks`` from the same random state whatever was drawn before (refills after a task draw from it)."""
+    torch.manual_seed(1)
+    for task in tasks:
+        agent.learn_task(task, batches(task))
+
+
+def predictions(agent, task, inputs):
+    """The agent's evaluation path (its autocast and memory format included) on one batch."""
+    agent.model.eval()
+    with torch.no_grad(), agent.autocast():
+        features = agent.model.features(inputs.contiguous(memory_format=agent.memory_format), agent.eval_ranks(task))
+        return agent.head_logits(features, task).float()
+
+
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """``torch.compile`` with dynamo's tracing and guards but without code generation (seconds, not a minute)."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+
+
+@pytest.mark.parametrize("options", [{"channels_last": True}, {"amp": True}, {"compile": True},
+                                     {"channels_last": True, "amp": True}], ids=lambda o: "+".join(o))
+def test_earlier_task_outputs_unchanged_after_later_tasks(options, eager_compile):
+    agent = make_agent(**options)
+    probe = torch.randn(6, 3, 32, 32)
+    agent.learn_task("1", batches("1"))
+    before = predictions(agent, "1", probe)
+    agent.learn_task("2", batches("2"))
+    agent.learn_task("3", batches("3"))
+    assert torch.equal(predictions(agent, "1", probe), before)
+
+
+def loss_and_gradients(agent, task="2"):
+    """The loss terms and every parameter's gradient for one batch of ``task``, the optimizer step left out."""
+    agent.training_heads = [task]
+    agent.begin_task(task)
+    agent.model.train()
+    inputs, targets, tasks = batches(task)[0]
+    agent.model.zero_grad(set_to_none=True)
+    for dropout in (m for m in agent.model.modules() if isinstance(m, torch.nn.Dropout)):
+        dropout.p = 0.0  # masks are drawn in memory order: channels-last would draw others
+    with agent.autocast():
+        terms = {"ce": agent.classification_loss(inputs, targets, tasks)}
+    terms.update(agent.regularization())
+    sum(terms.values()).backward()
+    gradients = {name: p.grad for name, p in agent.model.named_parameters() if p.grad is not None}
+    return {name: float(value.detach()) for name, value in terms.items()}, gradients
+
+
+@pytest.mark.parametrize("model_name, options", [("Net_SVD", {"channels_last": True}), ("Net", {"channels_last": True}),
+                                                 ("Net_SVD", {"compile": True})], ids=["Net_SVD-channels_last",
+                                                                                       "Net-channels_last", "compile"])
+def test_same_loss_and_gradients_up_to_rounding(model_name, options, eager_compile):
+    """After a first task (so that later components are frozen), one step's loss and gradients as in the plain path.
+
+    (Whole trainings are not compared: Adam turns rounding-level differences of near-zero gradients into steps of
+    the learning rate's size; and a max-pooling window with two nearly equal inputs may route a gradient to the
+    other one, hence the gradients' tolerance relative to their largest entry.)
+    """
+    plain, faster = make_agent(model_name), make_agent(model_name, **options)
+    train(plain, "1")
+    faster.load_training_state(plain.training_state())
+    expected_terms, expected_gradients = loss_and_gradients(plain)
+    terms, gradients = loss_and_gradients(faster)
+    assert terms == pytest.approx(expected_terms, rel=1e-5)
+    assert sorted(gradients) == sorted(expected_gradients)
+    for name, gradient in expected_gradients.items():
+        torch.testing.assert_close(gradients[name], gradient, rtol=0, atol=1e-2 * float(gradient.abs().max()),
+                                   msg=name)
+
+
+def test_amp_runs_the_forward_pass_in_bfloat16_and_the_loss_in_float32():
+    agent = make_agent(amp=True)
+    seen = []
+    agent.model.conv1.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    agent.training_heads = ["1"]
+    agent.begin_task("1")
+    inputs, targets, tasks = batches("1")[0]
+    terms = agent.observe(inputs, targets, tasks)
+    assert seen == [torch.bfloat16]
+    assert all(value.dtype == torch.float32 and torch.isfinite(value) for value in terms.values())
+    assert all(p.dtype == torch.float32 for p in agent.model.parameters())
+    plain = make_agent()
+    plain.training_heads = ["1"]
+    plain.begin_task("1")
+    assert float(terms["ce"]) == pytest.approx(float(plain.observe(inputs, targets, tasks)["ce"]), rel=0.05)
