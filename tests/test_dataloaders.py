@@ -333,3 +333,17 @@ def test_task_loader_applies_each_task_its_own_transform():
     for sample, name in zip(inputs, task_names):
         candidates = train[name].transform(images)
         assert (candidates == sample).flatten(1).all(1).any()
+
+
+def test_train_and_test_splits_of_the_same_size_keep_their_own_labels(tmp_path):
+    """The published loader cached labels by dataset type and length, so a test split as long as the train split
+    got the train split's labels. Here each split's tasks hold exactly that split's labels (remapped)."""
+    write_mnist_idx(str(tmp_path), n_train=60, n_test=60)
+    train_set, test_set = load_dataset("MNIST", str(tmp_path), train_aug=False)
+    assert len(train_set.labels) == len(test_set.labels) and not torch.equal(train_set.labels, test_set.labels)
+    train_splits, test_splits, _ = SplitGen(train_set, test_set, first_split_sz=5, other_split_sz=5, remap_class=True)
+    for image_set, splits in ((train_set, train_splits), (test_set, test_splits)):
+        for name, classes in (("1", range(0, 5)), ("2", range(5, 10))):
+            selected = torch.isin(image_set.labels, torch.tensor(list(classes)))
+            assert torch.equal(splits[name].targets, image_set.labels[selected] - classes[0])
+            assert torch.equal(splits[name].images, image_set.images[selected])
