@@ -233,7 +233,12 @@ def train_run(args, sparse_wt: float, repeat: int, device, data, position: Posit
     progress = Progress(position.tasks_done, position.acc_matrix)
     agents: List[NormalNN] = []
 
+    if position.agents and position.task_order != stream.names:
+        raise UserError(f"--resume: the checkpoint's task order {' '.join(position.task_order)} is not the one these "
+                        f"flags give, {' '.join(stream.names)}")
+
     def checkpoint(end_of_epoch: bool = False) -> None:
+        position.task_order = list(stream.names)
         position.tasks_done, position.acc_matrix = progress.tasks_done, progress.acc_matrix
         position.agents = [agent.training_state() for agent in agents]
         save_position(end_of_epoch)
@@ -391,12 +396,10 @@ def train_sweep(args, device, data, checkpoints: RunCheckpoints, position: Posit
             rng = None
             atomic_json_dump(record, os.path.join("results", experiment, f"output_run{position.repeat}.json"))
             save_agents(agents, os.path.join("saves", experiment))
-            position.runs.append(record)
-            position.repeat, position.tasks_done, position.acc_matrix, position.agents = position.repeat + 1, 0, {}, []
+            position.finish_repeat(record)
             save_position()
         atomic_json_dump(final_record(position.runs), os.path.join("results", experiment, "output_final.json"))
-        position.finished[experiment] = position.runs
-        position.experiment, position.repeat, position.runs = index + 1, 0, []
+        position.finish_experiment(experiment)
         save_position()
     checkpoints.clear()
     return [format_table(experiment, runs) for experiment, runs in position.finished.items()]

@@ -171,6 +171,15 @@ def test_resume_with_other_settings_names_them(interrupted, cifar10_root, mnist_
     assert sorted(os.listdir(CHECKPOINTS)) == before[1]
 
 
+def test_resume_stops_when_the_task_order_is_not_the_checkpoints(interrupted, cifar10_root, capsys, monkeypatch):
+    """The order is recomputed from the seed; were it to come out otherwise (another version of the code), the
+    resumed run would train the wrong tasks."""
+    order = iBatchLearn.task_order
+    monkeypatch.setattr(iBatchLearn, "task_order", lambda args, names: order(args, names)[::-1])
+    status, _, err = run_driver(capsys, *quick_flags(cifar10_root), "--resume")
+    assert status == 2 and "task order" in err
+
+
 def test_resume_finishes_the_interrupted_run(interrupted, cifar10_root, capsys):
     status, table, _ = run_driver(capsys, *quick_flags(cifar10_root), "--resume")
     assert status == 0 and "sweep_sparse_wt0.01 (2 runs)" in table
