@@ -16,7 +16,7 @@ from agents import AGENT_TYPES, AgentConfig, build_agent
 from agents.default import NormalNN, check_optimizer
 from agents.search import energy_search, plot_search, sparsity_search
 from agents.protocols import Progress, TaskStream, learn_jointly, learn_separately, learn_sequentially
-from dataloaders import DATASETS, PermutedGen, SplitGen, load_dataset, multidataset_tasks
+from dataloaders import DATASETS, PermutedGen, SplitGen, load_dataset, multidataset_tasks, split_boundaries
 from models import build_model, model_builders, svd_layers
 from utils.checkpoint import find_checkpoint, load_checkpoint, load_state, read_state, save_checkpoint, svd_ranks
 from utils.errors import UserError
@@ -30,6 +30,8 @@ log = logging.getLogger("iBatchLearn")
 
 GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
 MULTIDATASET = "multidataset"
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse whose mistakes (an unknown flag, a missing or malformed value) are one-line ``UserError``s."""
 
@@ -421,7 +423,8 @@ def run_experiments(args) -> List[str]:
         atomic_json_dump(record, os.path.join("results", name, "output_eval.json"))
         return [format_table(f"{args.loadmodel} ({args.dataset} test set)", [record])]
     data = load_data(args)
-    build_tasks(args, data)  # bad split sizes stop here, before any output or checkpoint is touched
+    if args.dataset != MULTIDATASET and args.n_permutation == 0:  # bad split sizes stop before anything is touched
+        split_boundaries(data[0].num_classes, args.first_split_size, args.other_split_size)
     checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
                                  interval=args.checkpoint_interval)
     position, rng = start_position(args, checkpoints)
