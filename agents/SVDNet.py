@@ -270,10 +270,8 @@ class SVDNet(NormalNN):
 
     def load_training_state(self, state: dict) -> None:
         super().load_training_state(state)
+        self.load_continual_state(state["task_identifiers"], state["task_name_count"], state["chann_used"])
         self.initial_ranks = list(state["initial_ranks"])
-        self.task_identifiers = {int(k): list(v) for k, v in state["task_identifiers"].items()}
-        self.task_name_count = dict(state["task_name_count"])
-        self.chann_used = {int(k): list(v) for k, v in state["chann_used"].items()}
 
     def load_continual_state(self, task_identifiers, task_name_count, chann_used) -> None:
         self.task_identifiers = {int(k): list(v) for k, v in task_identifiers.items()}
