@@ -23,7 +23,7 @@ from utils.errors import UserError
 from utils.files import atomic_json_dump, atomic_torch_save
 from utils.model_size import individual_models_size_mb
 from utils.results import final_record, format_table, run_record
-from utils.resume import Position, RunCheckpoints, check_same_settings, restore_rng
+from utils.resume import Position, RunCheckpoints, check_same_settings, exclusive_run, restore_rng
 from utils.runtime import pick_device, seed_everything
 
 log = logging.getLogger("iBatchLearn")
@@ -425,10 +425,11 @@ def run_experiments(args) -> List[str]:
     data = load_data(args)
     if args.dataset != MULTIDATASET and args.n_permutation == 0:  # bad split sizes stop before anything is touched
         split_boundaries(data[0].num_classes, args.first_split_size, args.other_split_size)
-    checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
-                                 interval=args.checkpoint_interval)
-    position, rng = start_position(args, checkpoints)
-    return train_sweep(args, device, data, checkpoints, position, rng)
+    with exclusive_run(os.path.join("saves", args.exp_name), args.exp_name):
+        checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
+                                     interval=args.checkpoint_interval)
+        position, rng = start_position(args, checkpoints)
+        return train_sweep(args, device, data, checkpoints, position, rng)
 
 
 def main(argv=None) -> int:

@@ -314,3 +314,19 @@ def test_every_protocol_resumes_exactly(tmp_path, monkeypatch, cifar10_root, cap
     assert status == 0
     assert_same_outputs(outputs(tmp_path / "reference"), outputs(tmp_path / "interrupted"))
     assert resumed_table == table
+
+
+def test_a_second_process_on_the_same_experiment_stops(workdir, cifar10_root, capsys):
+    import fcntl
+
+    lock = workdir / "saves" / "sweep" / "run.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as held:
+        held.write("pid 12345")
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        status, _, err = run_driver(capsys, *quick_flags(cifar10_root, "--repeat", "1"))
+    assert status == 2 and "another process (pid 12345) is training --exp_name sweep" in err
+    assert not (workdir / "results").exists()
+    status, _, _ = run_driver(capsys, *quick_flags(cifar10_root, "--repeat", "1"))  # released: runs
+    assert status == 0 and not (workdir / "saves" / "sweep").exists()

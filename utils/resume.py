@@ -9,14 +9,16 @@ Checkpoints at the end of a task, a repeat or an experiment are always written; 
 ``--checkpoint_interval`` seconds have passed since the last (0: after every epoch). A VGG16 checkpoint is ~180 MB,
 and on a GPU an epoch of a 5-class task can take less time than writing it.
 """
+import fcntl
 import logging
 import os
 import random
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -155,9 +157,31 @@ class RunCheckpoints:
         return None
 
     def clear(self) -> None:
-        """Remove every checkpoint, the directory, and its parent when that is left empty."""
+        """Remove every checkpoint and the directory."""
         if os.path.isdir(self.directory):
             shutil.rmtree(self.directory)
-            parent = os.path.dirname(self.directory)
-            if parent and not os.listdir(parent):
-                os.rmdir(parent)
+
+
+@contextmanager
+def exclusive_run(directory: str, exp_name: str) -> Iterator[None]:
+    """Hold ``directory/run.lock`` (an advisory lock the system releases when the process dies, even by SIGKILL), so
+    that a second process training the same ``--exp_name`` stops with a message instead of mixing checkpoints."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "run.lock")
+    with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise UserError(f"another process ({handle.read().strip() or 'pid unknown'}) is training --exp_name "
+                            f"{exp_name} in this directory: wait for it, or choose another --exp_name") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            os.remove(path)
+            if not os.listdir(directory):
+                os.rmdir(directory)
