@@ -69,8 +69,10 @@ def kill_after_checkpoint(workdir: Path, flags, number: int, *extra) -> None:
     process.wait()
 
 
-def latest_position(workdir: Path) -> Position:
-    return RunCheckpoints(str(workdir / CHECKPOINTS)).latest()["position"]
+def position_in(workdir: Path, number: int) -> Position:
+    """The position checkpoint ``number`` holds (the process may have gone a little further before it died)."""
+    path = RunCheckpoints(str(workdir / CHECKPOINTS)).path(number)
+    return Position(**torch.load(path, weights_only=True)["position"])
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_results(tmp_path, cifar10_root):
@@ -83,16 +85,16 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_results(tmp_path, cifar
 
     # checkpoints 1-7 are repeat 0 of sparse_wt 0.01: task 1 epochs 1-2, task 1, task 2 epochs 1-2, task 2, repeat
     kill_after_checkpoint(interrupted, flags, 1)  # in task 1's second epoch
-    position = latest_position(interrupted)
+    position = position_in(interrupted, 1)
     assert position.agents[0]["in_task"]["epochs_done"] == 1 and position.tasks_done == 0
     kill_after_checkpoint(interrupted, flags, 3, "--resume")  # between tasks
-    position = latest_position(interrupted)
+    position = position_in(interrupted, 3)
     assert position.tasks_done == 1 and position.agents[0]["in_task"] is None
     kill_after_checkpoint(interrupted, flags, 7, "--resume")  # between repeats
-    position = latest_position(interrupted)
+    position = position_in(interrupted, 7)
     assert (position.repeat, position.agents) == (1, [])
     kill_after_checkpoint(interrupted, flags, 15, "--resume")  # between the two --sparse_wt experiments
-    position = latest_position(interrupted)
+    position = position_in(interrupted, 15)
     assert (position.experiment, position.repeat, list(position.finished)) == (1, 0, ["sweep_sparse_wt0.01"])
     assert len(list((interrupted / CHECKPOINTS).glob("checkpoint-*.pth"))) == 3  # only the latest few are kept
 
