@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import random
+import signal
 import sys
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -433,15 +434,29 @@ def run_experiments(args) -> List[str]:
 
 
 def main(argv=None) -> int:
+    """Run and print the tables (exit 0); a user error is one line (exit 2); Ctrl-C or SIGTERM stops cleanly (130)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         tables = run_experiments(get_args(argv))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stopped: outputs and checkpoints written so far are whole; continue a training run with the same "
+              "flags and --resume", file=sys.stderr)
+        return 130
     print("\n\n".join(tables))
     return 0
 
 
+def stop_on_sigterm() -> None:
+    """A scheduler's SIGTERM (pre-emption, ``kill``) stops the run as Ctrl-C does."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 if __name__ == "__main__":
+    stop_on_sigterm()
     sys.exit(main())

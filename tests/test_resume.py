@@ -106,6 +106,23 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_results(tmp_path, cifar
     assert not (interrupted / "saves" / "sweep").exists()  # a finished sweep leaves no checkpoints behind
 
 
+def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, cifar10_root):
+    flags = run_flags(cifar10_root)
+    process = start(tmp_path, flags)
+    first = tmp_path / CHECKPOINTS / "checkpoint-000001.pth"
+    deadline = time.monotonic() + 300
+    while not first.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err and "--resume" in err.splitlines()[-1]
+    assert not (tmp_path / "saves" / "sweep" / "run.lock").exists()
+    assert RunCheckpoints(str(tmp_path / CHECKPOINTS)).latest() is not None
+    assert not list((tmp_path / CHECKPOINTS).glob(".tmp-*"))
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -145,8 +162,8 @@ def interrupted(workdir, cifar10_root, capsys, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(iBatchLearn, "save_agents", crash)
-        with pytest.raises(KeyboardInterrupt):
-            iBatchLearn.main(quick_flags(cifar10_root))
+        assert iBatchLearn.main(quick_flags(cifar10_root)) == 130
+    assert "--resume" in capsys.readouterr().err
     assert RunCheckpoints(str(CHECKPOINTS)).numbers()
     return workdir
 
@@ -310,8 +327,7 @@ def test_every_protocol_resumes_exactly(tmp_path, monkeypatch, cifar10_root, cap
 
     with monkeypatch.context() as patch:
         patch.setattr(RunCheckpoints, "save", save_then_stop)
-        with pytest.raises(KeyboardInterrupt):
-            iBatchLearn.main(flags)
+        assert iBatchLearn.main(flags) == 130
     status, resumed_table, _ = run_driver(capsys, *flags, "--resume")
     assert status == 0
     assert_same_outputs(outputs(tmp_path / "reference"), outputs(tmp_path / "interrupted"))
