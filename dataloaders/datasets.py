@@ -17,6 +17,7 @@ import struct
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ from torchvision.datasets.utils import check_integrity
 
 from dataloaders.transforms import BatchTransform
 from utils.errors import UserError
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +109,18 @@ def _download_cifar(reader_class: type, name: str, dataroot: str) -> None:
         ) from error
 
 
+def _unpickle(path: str) -> object:
+    with open(path, "rb") as file:
+        return pickle.load(file, encoding="latin1")
+
+
 def _cifar_file_problem(path: str, required_keys: Sequence[str]) -> str | None:
     """What makes ``path`` differ from an official CIFAR pickle, or None if nothing does.
 
     A data file has ``data`` (uint8, N×3072) and one label per row; a meta file has its names key.
     """
     try:
-        with open(path, "rb") as file:
-            entry = pickle.load(file, encoding="latin1")
+        entry = _unpickle(path)
     except Exception as error:  # unpickling arbitrary bytes can fail with almost any exception type
         return f"cannot be unpickled ({type(error).__name__})"
     if not isinstance(entry, dict):
@@ -332,17 +339,25 @@ def _miniimagenet_problem(entry: object) -> str | None:
     return None
 
 
+def read_checked(path: str, read: Callable[[str], T], problem_of: Callable[[T], str | None], unreadable: str,
+                 fix: str) -> T:
+    """``read(path)``, checked by ``problem_of`` (what is wrong with the content, or None); a file that fails either
+    is a one-line :class:`UserError` naming it, what is wrong (``unreadable`` when ``read`` fails) and the ``fix``."""
+    try:
+        content = read(path)
+    except Exception as error:  # malformed files fail readers (pickle, scipy) with almost any exception type
+        problem = f"{unreadable} ({type(error).__name__})"
+    else:
+        problem = problem_of(content)
+    if problem is not None:
+        raise UserError(f"{path} {problem}: {fix}")
+    return content
+
+
 def _read_miniimagenet_split(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 (N, 3, 84, 84) and labels int64 (N,) of one pickled split."""
-    try:
-        with open(path, "rb") as file:
-            entry = pickle.load(file, encoding="latin1")
-    except Exception as error:  # unpickling arbitrary bytes can fail with almost any exception type
-        problem = f"cannot be unpickled ({type(error).__name__})"
-    else:
-        problem = _miniimagenet_problem(entry)
-    if problem is not None:
-        raise UserError(f"miniImageNet file {path} {problem}: replace it by {MINIIMAGENET_SOURCE}")
+    entry = read_checked(path, _unpickle, _miniimagenet_problem, "cannot be unpickled",
+                         f"replace this miniImageNet file by {MINIIMAGENET_SOURCE}")
     images = torch.from_numpy(entry["images"]).permute(0, 3, 1, 2).contiguous()
     return images, torch.as_tensor(np.asarray(entry["labels"]), dtype=torch.int64)
 

@@ -26,7 +26,7 @@ import torchvision.datasets
 from PIL import Image
 from torchvision.datasets.utils import download_url
 
-from dataloaders.datasets import CIFAR10, MNIST, MNIST_PADDING, FashionMNIST, ImageSet
+from dataloaders.datasets import CIFAR10, MNIST, MNIST_PADDING, FashionMNIST, ImageSet, read_checked
 from dataloaders.splits import TaskData
 from dataloaders.transforms import BatchTransform
 from utils.errors import UserError
@@ -194,14 +194,8 @@ def _svhn_problem(content: dict) -> str | None:
 
 def _read_svhn_split(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 (N, 3, 32, 32) and labels int64 (N,) in 0–9 of one official file, where label 10 is digit 0."""
-    try:
-        content = scipy.io.loadmat(path)
-    except Exception as error:  # a malformed file fails scipy's MATLAB reader in many ways
-        problem = f"cannot be read as a MATLAB file ({type(error).__name__})"
-    else:
-        problem = _svhn_problem(content)
-    if problem is not None:
-        raise UserError(f"SVHN file {path} {problem}: replace it by the official {os.path.basename(path)}")
+    content = read_checked(path, scipy.io.loadmat, _svhn_problem, "cannot be read as a MATLAB file",
+                           f"replace this SVHN file by the official {os.path.basename(path)}")
     images = torch.from_numpy(content["X"]).permute(3, 2, 0, 1).contiguous()
     labels = torch.from_numpy(np.asarray(content["y"]).reshape(-1).astype(np.int64))
     labels[labels == 10] = 0
