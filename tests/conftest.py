@@ -1,11 +1,13 @@
 """Shared test setup: the repository root on sys.path, no network, tiny official-format datasets."""
 
+import functools
 import os
 import sys
 import urllib.error
 import urllib.request
 
 import pytest
+import torch
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS_DIR = os.path.join(REPO_ROOT, "tests")
@@ -48,3 +50,9 @@ def mnist_root(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("mnist"))
     write_mnist_idx(root)
     return root
+
+
+@pytest.fixture
+def eager_compile(monkeypatch):
+    """``torch.compile`` with dynamo's tracing and guards but without code generation (seconds, not a minute)."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))

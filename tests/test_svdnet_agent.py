@@ -26,14 +26,20 @@ def make_agent(tasks=("1", "2", "3"), **overrides):
 
 
 def logits_of(agent, task, inputs):
+    """The agent's evaluation path (its autocast and memory format included) on one batch."""
     agent.model.eval()
-    with torch.no_grad():
-        return agent.model(inputs, task, agent.eval_ranks(task))
+    with torch.no_grad(), agent.autocast():
+        features = agent.model.features(inputs.contiguous(memory_format=agent.memory_format), agent.eval_ranks(task))
+        return agent.head_logits(features, task).float()
 
 
 @pytest.mark.parametrize("overrides", [{}, {"weight_decay": 0.01}, {"optimizer": "SGD", "weight_decay": 0.01},
-                                       {"optimizer": "amsgrad", "grow_network": True}])
-def test_earlier_task_logits_unchanged_after_later_task(overrides):
+                                       {"optimizer": "amsgrad", "grow_network": True},
+                                       {"grow_network": True, "channels_last": True},
+                                       {"grow_network": True, "amp": True},
+                                       {"grow_network": True, "compile": True},
+                                       {"grow_network": True, "channels_last": True, "amp": True}])
+def test_earlier_task_logits_unchanged_after_later_task(overrides, eager_compile):
     agent = make_agent(**overrides)
     probe = torch.randn(6, 3, 32, 32)
     agent.learn_task("1", batches("1"))
