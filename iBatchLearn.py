@@ -4,33 +4,24 @@ The flags and their defaults are those of the published code; see README.md for 
 """
 import argparse
 import logging
-import os
-import random
 import signal
 import sys
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import List
 
 import torch
-from torch.utils.tensorboard import SummaryWriter
 
-from agents import AGENT_TYPES, AgentConfig, build_agent
-from agents.default import NormalNN, check_optimizer
-from agents.search import energy_search, plot_search, sparsity_search
-from agents.protocols import Progress, TaskStream, learn_jointly, learn_separately, learn_sequentially
-from dataloaders import DATASETS, PermutedGen, SplitGen, load_dataset, multidataset_tasks, split_boundaries
-from models import build_model, model_builders, svd_layers
-from utils.checkpoint import find_checkpoint, load_checkpoint, load_state, read_state, save_checkpoint, svd_ranks
+from agents import AGENT_TYPES
+from agents.optim import check_optimizer
+from dataloaders import DATASETS
+from experiment.builders import MULTIDATASET, load_data
+from experiment.evaluate_saved import evaluate_saved_model
+from experiment.search import run_search
+from experiment.training import train
+from models import model_builders
 from utils.errors import UserError
-from utils.files import atomic_json_dump, atomic_torch_save
-from utils.model_size import individual_models_size_mb
-from utils.results import final_record, format_table, run_record
-from utils.resume import Position, RunCheckpoints, check_same_settings, exclusive_run, restore_rng
-from utils.runtime import pick_device, seed_everything
+from utils.runtime import pick_device
 
 log = logging.getLogger("iBatchLearn")
-
-GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
-MULTIDATASET = "multidataset"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -145,269 +136,6 @@ def check_args(args: argparse.Namespace) -> None:
     check_optimizer(args.optimizer)
 
 
-def load_data(args):
-    """The dataset's train and test sets, or the five fixed tasks of the 5-dataset sequence."""
-    if args.dataset == MULTIDATASET:
-        return multidataset_tasks(args.dataroot)
-    return load_dataset(args.dataset, args.dataroot, args.train_aug)
-
-
-def build_tasks(args, data):
-    """Train and test data per task, and each task's number of classes: class splits, permutations, or the
-    5-dataset sequence's fixed tasks."""
-    if args.dataset == MULTIDATASET:
-        return data
-    train_set, test_set = data
-    remap = not args.no_class_remap
-    if args.n_permutation > 0:
-        # every task has all classes: offsetting labels per task only makes sense for one shared head
-        return PermutedGen(train_set, test_set, args.n_permutation, remap_class=remap and args.force_out_dim > 0)
-    return SplitGen(train_set, test_set, first_split_sz=args.first_split_size, other_split_sz=args.other_split_size,
-                    rand_split=args.rand_split, remap_class=remap)
-
-
-def output_dims(args, task_output_space: Dict[str, int]) -> Dict[str, int]:
-    if args.force_out_dim > 0:
-        return {"All": args.force_out_dim}
-    if args.no_class_remap and args.n_permutation == 0:
-        raise UserError("--no_class_remap keeps the dataset's labels: give --force_out_dim with the number of classes")
-    return dict(task_output_space)
-
-
-def image_size(splits) -> int:
-    return next(iter(splits.values())).images.shape[-1]
-
-
-def make_agent(args, sparse_wt: float, image_size: int, out_dim: Dict[str, int], device, writer=None,
-               state=None, source: str = "") -> NormalNN:
-    """Model and agent from the flags; the model starts from ``state`` (or ``--model_weights``) when given, built
-    with the ranks that state's SVD layers have."""
-    if state is None and args.model_weights:
-        state, source = read_state(args.model_weights), args.model_weights
-    model = build_model(args.model_type, args.model_name, image_size=image_size)
-    if state is not None:
-        ranks, layers = svd_ranks(state), len(svd_layers(model))
-        if len(ranks) != layers:
-            raise UserError(f"{source} holds {len(ranks)} SVD layers, --model_type {args.model_type} --model_name "
-                            f"{args.model_name} has {layers}: it is another architecture; give the flags it was "
-                            f"trained with")
-        if ranks:
-            model = build_model(args.model_type, args.model_name, image_size=image_size, rank=ranks)
-    model.add_heads(out_dim)
-    if state is not None:
-        load_state(model, state, source)
-    config = AgentConfig(lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay, optimizer=args.optimizer,
-                         schedule=args.schedule, print_freq=args.print_freq, device=str(device), sparse_wt=sparse_wt,
-                         perp_wt=args.perp_wt, energy_sv=args.energy_sv, reg_type_svd=args.reg_type_svd,
-                         prev_sing=args.prev_sing, grow_network=args.grow_network,
-                         grow_to_mean=args.dataset in GROW_TO_MEAN_DATASETS,
-                         save_running_stats=args.save_running_stats, channels_last=device.type == "cpu",
-                         amp=args.amp, compile=args.compile)
-    return build_agent(args.agent_type, args.agent_name, model, config, writer)
-
-
-def task_order(args, task_names: List[str]) -> List[str]:
-    """Tasks sorted by number; shuffled with Python's ``random`` under ``--rand_split_order``."""
-    names = sorted(task_names, key=int)
-    if args.rand_split_order:
-        random.shuffle(names)
-    return names
-
-
-def evaluation_splits(args, train_splits, test_splits):
-    """``--eval_on_train_set`` evaluates on the training data."""
-    return train_splits if args.eval_on_train_set else test_splits
-
-
-def train_run(args, sparse_wt: float, repeat: int, device, data, position: Position,
-              save_position: Callable[[bool], None], rng: Optional[dict] = None) -> Tuple[dict, List[NormalNN]]:
-    """One run of the whole task sequence under the chosen protocol; returns its results record and the agents.
-
-    An interrupted run is continued from ``position`` (tasks done, accuracies, agents' training states) and the
-    random generators' state ``rng`` saved with it. ``position`` is kept up to date, and ``save_position(optional)``
-    called, after every task and (optional) every epoch.
-    """
-    seed_everything(args.seed + repeat)
-    train_splits, test_splits, task_output_space = build_tasks(args, data)
-    stream = TaskStream(task_order(args, list(train_splits)), train_splits,
-                        evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
-    out_dim = output_dims(args, task_output_space)
-    experiment = f"{args.exp_name}_sparse_wt{sparse_wt}"
-    progress = Progress(position.tasks_done, position.acc_matrix)
-    agents: List[NormalNN] = []
-
-    if position.agents and position.task_order != stream.names:
-        raise UserError(f"--resume: the checkpoint's task order {' '.join(position.task_order)} is not the one these "
-                        f"flags give, {' '.join(stream.names)}")
-
-    def checkpoint(end_of_epoch: bool = False) -> None:
-        position.task_order = list(stream.names)
-        position.tasks_done, position.acc_matrix = progress.tasks_done, progress.acc_matrix
-        position.agents = [agent.training_state() for agent in agents]
-        save_position(end_of_epoch)
-
-    with SummaryWriter(os.path.join("runs", experiment, f"run{repeat}")) as writer:
-        def new_agent(state: Optional[dict] = None) -> NormalNN:
-            agent = make_agent(args, sparse_wt, image_size(train_splits), out_dim, device, writer,
-                               state=state and state["model"], source="the checkpoint")
-            if state is not None:
-                agent.load_training_state(state)
-            agent.after_epoch = lambda: checkpoint(end_of_epoch=True)
-            return agent
-
-        agents.extend(new_agent(state) for state in position.agents)
-        if agents:
-            restore_rng(rng)
-        if args.ind_models:
-            acc_matrix, agents = learn_separately(new_agent, stream, writer, progress, agents, after_task=checkpoint)
-        else:
-            if not agents:
-                agents.append(new_agent())
-            agent = agents[0]
-            if args.offline_training:
-                acc_matrix = learn_jointly(agent, stream, writer, progress, after_task=checkpoint)
-            else:
-                def grow_output(name: str) -> None:
-                    seen = stream.names[:stream.names.index(name) + 1]
-                    agent.set_valid_output_dim(sum(task_output_space[task] for task in seen))
-
-                acc_matrix = learn_sequentially(agent, stream, writer, only_current=args.single_tasks,
-                                                before_task=grow_output if args.incremental_class else None,
-                                                progress=progress, after_task=checkpoint)
-    last = agents[-1]
-    model_size = sum(agent.model_size_mb() for agent in agents)
-    return run_record(acc_matrix, getattr(last, "chann_used", {}), ranks_of(last), model_size,
-                      individual_models_size_mb(last.model, len(stream.names))), agents
-
-
-def ranks_of(agent: NormalNN) -> List[int]:
-    return [layer.rank for layer in svd_layers(agent.model)]
-
-
-def save_agents(agents: List[NormalNN], directory: str) -> None:
-    """The published checkpoint files; with ``--ind_models`` one folder ``task<name>/`` per task's model."""
-    if len(agents) > 1:
-        for agent in agents:
-            save_agent(agent, os.path.join(directory, f"task{agent.tasks_trained[0]}"))
-    else:
-        save_agent(agents[0], directory)
-
-
-def save_agent(agent: NormalNN, directory: str) -> None:
-    if hasattr(agent, "task_identifiers"):
-        save_checkpoint(directory, agent.model.state_dict(), ranks_of(agent), agent.task_identifiers,
-                        agent.task_name_count, agent.chann_used, agent.running_stats)
-    else:
-        atomic_torch_save(agent.model.state_dict(), os.path.join(directory, "final_model.pth"))
-
-
-def evaluate_checkpoint(args, device, data) -> dict:
-    """``--loadmodel``: every task of a saved model through its own components and head."""
-    directory = find_checkpoint(args.loadmodel)
-    pieces = load_checkpoint(directory)
-    seed_everything(args.seed)
-    train_splits, test_splits, task_output_space = build_tasks(args, data)
-    unknown = [task for task in pieces["task_name_count"] if task not in train_splits]
-    if unknown:
-        raise UserError(f"{directory} was trained on tasks {', '.join(unknown)}, which --dataset {args.dataset} "
-                        f"with these split sizes does not have")
-    if svd_ranks(pieces["state_dict"]) != list(pieces["rank"]):
-        raise UserError(f"{directory}/rank.pth {list(pieces['rank'])} disagrees with the ranks of final_model.pth "
-                        f"{svd_ranks(pieces['state_dict'])}")
-    agent = make_agent(args, 0.0, image_size(train_splits), output_dims(args, task_output_space), device,
-                       state=pieces["state_dict"], source=f"{directory}/final_model.pth")
-    if not hasattr(agent, "load_continual_state"):
-        raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
-    agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
-    agent.load_running_stats(pieces["running_stats"], f"{directory}/running_stats.pth")
-    names = agent.tasks_trained
-    stream = TaskStream(names, train_splits, evaluation_splits(args, train_splits, test_splits), args.batch_size,
-                        device)
-    accuracies = {name: agent.evaluate(stream.eval_loader(name)) for name in names}
-    return run_record({names[-1]: accuracies}, agent.chann_used, list(pieces["rank"]), agent.model_size_mb(),
-                      individual_models_size_mb(agent.model, len(names)))
-
-
-def run_search(args, device, data) -> str:
-    """``--debug``: the energy search on ``--model_weights`` when given, else the sparsity-weight search."""
-    seed_everything(args.seed)
-    train_splits, test_splits, task_output_space = build_tasks(args, data)
-    stream = TaskStream(task_order(args, list(train_splits)), train_splits,
-                        evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
-    out_dim = output_dims(args, task_output_space)
-    if args.model_weights:
-        trained = make_agent(args, args.sparse_wt[0], image_size(train_splits), out_dim, device)
-        name, parameter, points = "e_search", "energy_sv", energy_search(trained, stream, *args.e_search)
-    else:
-        points = sparsity_search(lambda weight: make_agent(args, weight, image_size(train_splits), out_dim, device),
-                                 stream, *args.sp_wt_search)
-        name, parameter = "sp_wt_search", "sparse_wt"
-    directory = os.path.join("results", f"{args.exp_name}_{name}")
-    atomic_json_dump([vars(point) for point in points], os.path.join(directory, f"{name}.json"))
-    plot_search(points, parameter, os.path.join(directory, f"{name}.png"))
-    rows = [f"{parameter:>12}  components  accuracy %"]
-    rows += [f"{p.value:12.4g}  {p.components:10d}  {p.accuracy:10.2f}" for p in points]
-    return "\n".join(rows + [f"figure: {os.path.join(directory, name + '.png')}"])
-
-
-def refuse_to_clobber(args) -> None:
-    """A finished experiment's results are kept unless ``--overwrite`` is given."""
-    for sparse_wt in args.sparse_wt:
-        final = os.path.join("results", f"{args.exp_name}_sparse_wt{sparse_wt}", "output_final.json")
-        if os.path.exists(final):
-            raise UserError(f"{final} holds a finished experiment: choose another --exp_name, or pass --overwrite "
-                            f"to replace it")
-
-
-def start_position(args, checkpoints: RunCheckpoints) -> Tuple[Position, Optional[dict]]:
-    """Where training starts, and the random generators' state there: the beginning (None: seeded as usual), or
-    with ``--resume`` the latest checkpoint of an interrupted run.
-
-    Without ``--overwrite``, a fresh start never replaces a finished experiment or an interrupted run's checkpoints.
-    """
-    if args.overwrite:
-        checkpoints.clear()
-        return Position(), None
-    checkpoint = checkpoints.latest()
-    if checkpoint is None:
-        refuse_to_clobber(args)
-        if args.resume:
-            log.info("--resume: no checkpoint in %s, starting from the beginning", checkpoints.directory)
-        return Position(), None
-    if not args.resume:
-        raise UserError(f"{checkpoints.directory} holds an interrupted run of --exp_name {args.exp_name}: pass "
-                        f"--resume to continue it, or --overwrite to start over")
-    check_same_settings(checkpoint["args"], args, checkpoint["path"])
-    position = checkpoint["position"]
-    log.info("resuming from %s: sparse_wt %s, repeat %d, %d task(s) done", checkpoint["path"],
-             args.sparse_wt[min(position.experiment, len(args.sparse_wt) - 1)], position.repeat, position.tasks_done)
-    return position, checkpoint["rng"]
-
-
-def train_sweep(args, device, data, checkpoints: RunCheckpoints, position: Position,
-                rng: Optional[dict]) -> List[str]:
-    """Every ``--sparse_wt`` experiment, ``--repeat`` runs each, from ``position`` on and checkpointed as it goes;
-    returns the tables."""
-    def save_position(optional: bool = False) -> None:
-        checkpoints.save(args, position, optional)
-
-    for index in range(position.experiment, len(args.sparse_wt)):
-        experiment = f"{args.exp_name}_sparse_wt{args.sparse_wt[index]}"
-        while position.repeat < args.repeat:
-            record, agents = train_run(args, args.sparse_wt[index], position.repeat, device, data, position,
-                                       save_position, rng)
-            rng = None
-            atomic_json_dump(record, os.path.join("results", experiment, f"output_run{position.repeat}.json"))
-            save_agents(agents, os.path.join("saves", experiment))
-            position.finish_repeat(record)
-            save_position()
-        atomic_json_dump(final_record(position.runs), os.path.join("results", experiment, "output_final.json"))
-        position.finish_experiment(experiment)
-        save_position()
-    checkpoints.clear()
-    return [format_table(experiment, runs) for experiment, runs in position.finished.items()]
-
-
 def run_experiments(args) -> List[str]:
     """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation, or a ``--debug`` search); returns the
     tables to print."""
@@ -419,18 +147,8 @@ def run_experiments(args) -> List[str]:
     if args.debug:
         return [run_search(args, device, load_data(args))]
     if args.loadmodel:
-        record = evaluate_checkpoint(args, device, load_data(args))
-        name = os.path.basename(os.path.normpath(args.loadmodel))
-        atomic_json_dump(record, os.path.join("results", name, "output_eval.json"))
-        return [format_table(f"{args.loadmodel} ({args.dataset} test set)", [record])]
-    data = load_data(args)
-    if args.dataset != MULTIDATASET and args.n_permutation == 0:  # bad split sizes stop before anything is touched
-        split_boundaries(data[0].num_classes, args.first_split_size, args.other_split_size)
-    with exclusive_run(os.path.join("saves", args.exp_name), args.exp_name):
-        checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
-                                     interval=args.checkpoint_interval)
-        position, rng = start_position(args, checkpoints)
-        return train_sweep(args, device, data, checkpoints, position, rng)
+        return [evaluate_saved_model(args, device)]
+    return train(args, device, load_data(args))
 
 
 def main(argv=None) -> int:

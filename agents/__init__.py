@@ -1,21 +1,28 @@
-"""Agent registry: ``--agent_type`` names a module of this package and ``--agent_name`` a class in it."""
+"""Agent registry: ``--agent_type`` names a module of this package and ``--agent_name`` a class in it.
+
+Each agent class declares its own ``Settings`` dataclass (the flags it reads, with the published defaults).
+"""
 import importlib
 
-from agents.default import AgentConfig, NormalNN
+from agents.default import NormalNN, NormalNNSettings
 from utils.errors import UserError
 
 AGENT_TYPES = {"default": ("NormalNN",), "SVDNet": ("SVDNet",)}
 
 
-def build_agent(agent_type: str, agent_name: str, model, config: AgentConfig, writer=None) -> NormalNN:
-    """``agents.<agent_type>.<agent_name>(model, config, writer)`` with a one-line error for unknown names."""
+def agent_class(agent_type: str, agent_name: str) -> type:
+    """``agents.<agent_type>.<agent_name>``, with a one-line error for unknown names."""
     if agent_type not in AGENT_TYPES:
         raise UserError(f"unknown --agent_type {agent_type!r}; valid: {', '.join(AGENT_TYPES)}")
     if agent_name not in AGENT_TYPES[agent_type]:
         raise UserError(f"unknown --agent_name {agent_name!r} for --agent_type {agent_type}; "
                         f"valid: {', '.join(AGENT_TYPES[agent_type])}")
-    module = importlib.import_module(f"agents.{agent_type}")
-    return getattr(module, agent_name)(model, config, writer)
+    return getattr(importlib.import_module(f"agents.{agent_type}"), agent_name)
 
 
-__all__ = ["AGENT_TYPES", "AgentConfig", "NormalNN", "build_agent"]
+def build_agent(agent_type: str, agent_name: str, model, settings: NormalNNSettings) -> NormalNN:
+    """``agents.<agent_type>.<agent_name>(model, settings)``."""
+    return agent_class(agent_type, agent_name)(model, settings)
+
+
+__all__ = ["AGENT_TYPES", "NormalNN", "NormalNNSettings", "agent_class", "build_agent"]

@@ -23,15 +23,22 @@ def prune_by_energy(sigma: torch.Tensor, start: int, energy_sv: float, prev_sing
     return new_energy >= ordered[count - 1]
 
 
-def grown_free_rank(free: int, earlier_identifiers: Sequence[int], initial_rank: int, grow_to_mean: bool) -> int:
+GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
+"""Datasets on which ``--grow_network`` grows a layer to the mean of its earlier identifiers (published rule)."""
+
+
+def grown_free_rank(free: int, earlier_identifiers: Sequence[int], initial_rank: int, dataset: str) -> int:
     """Number of fresh components a layer gets for the next task under ``--grow_network``.
 
     ``target`` is the mean of the layer's identifiers over the tasks trained before the one just finished, capped at
-    the layer's initial rank (CIFAR100 and miniImageNet, ``grow_to_mean``), or the initial rank itself (other
-    datasets). When ``free < target`` the free room becomes ``int(target)``; otherwise it stays. Nothing grows after
-    the first task (no earlier identifiers).
+    the layer's initial rank, on ``GROW_TO_MEAN_DATASETS``; on other datasets it is the initial rank itself. When
+    ``free < target`` the free room becomes ``int(target)``; otherwise it stays. Nothing grows after the first task
+    (no earlier identifiers).
     """
     if not earlier_identifiers:
         return free
-    target = min(sum(earlier_identifiers) / len(earlier_identifiers), initial_rank) if grow_to_mean else initial_rank
+    if dataset in GROW_TO_MEAN_DATASETS:
+        target = min(sum(earlier_identifiers) / len(earlier_identifiers), initial_rank)
+    else:
+        target = initial_rank
     return int(target) if free < target else free

@@ -1,26 +1,23 @@
 """``NormalNN``: the continual-learning loop (one task after another, multi-head loss, per-task evaluation)."""
-import logging
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from models.multihead import MultiHeadNet
+from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batchnorm_statistics
+from agents.model_size import dense_size_mb
+from agents.optim import make_optimizer
+from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
-from utils.model_size import dense_size_mb
-
-log = logging.getLogger(__name__)
-
-SINGLE_HEAD = "All"
 
 
 @dataclass
-class AgentConfig:
-    """What an agent needs from the command line (the published flags' names and defaults)."""
+class NormalNNSettings:
+    """What the loop needs from the command line (the published flags' names and defaults)."""
 
     lr: float = 0.001
     momentum: float = 0.9
@@ -29,46 +26,21 @@ class AgentConfig:
     schedule: Sequence[int] = (2,)
     print_freq: int = 100
     device: str = "cpu"
-    sparse_wt: float = 0.01
-    perp_wt: float = 1.0
-    energy_sv: float = 3e-5
-    reg_type_svd: str = "Hoyer"
-    prev_sing: bool = False
-    grow_network: bool = False
-    grow_to_mean: bool = True
     save_running_stats: bool = False
     channels_last: bool = False
     amp: bool = False
     compile: bool = False
 
 
-def valid_optimizers() -> List[str]:
-    """torch.optim's optimizers but LBFGS (its step needs a closure), and ``amsgrad``."""
-    names = [name for name, obj in vars(torch.optim).items()
-             if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer)
-             and obj not in (torch.optim.Optimizer, torch.optim.LBFGS)]
-    return sorted(names + ["amsgrad"])
+@dataclass
+class EpochReport:
+    """What one epoch of ``learn_task`` measured: the loss terms every ``print_freq`` steps."""
 
-
-def check_optimizer(name: str) -> None:
-    if name not in valid_optimizers():
-        raise UserError(f"unknown --optimizer {name!r}; valid: {', '.join(valid_optimizers())}")
-
-
-def make_optimizer(params: Iterable[nn.Parameter], config: AgentConfig) -> torch.optim.Optimizer:
-    """``torch.optim.<optimizer>`` with lr and weight decay; momentum for SGD/RMSprop; ``amsgrad`` is Adam(amsgrad)."""
-    check_optimizer(config.optimizer)
-    name, kwargs = config.optimizer, {"lr": config.lr, "weight_decay": config.weight_decay}
-    if name in ("SGD", "RMSprop"):
-        kwargs["momentum"] = config.momentum
-    elif name == "Rprop":
-        del kwargs["weight_decay"]
-    elif name == "amsgrad":
-        name, kwargs["amsgrad"] = "Adam", True
-    try:
-        return getattr(torch.optim, name)(params, **kwargs)
-    except ValueError as error:  # torch validates lr, momentum and weight decay
-        raise UserError(f"--optimizer {config.optimizer}: {error}") from None
+    task: str
+    epoch: int
+    """Epochs of the task done, this one included."""
+    losses: List[Tuple[int, Dict[str, float]]] = field(default_factory=list)
+    """``(global step, {term: value})``."""
 
 
 def check_finite(terms: Dict[str, torch.Tensor], task: str, epoch: int, iteration: int) -> None:
@@ -77,10 +49,6 @@ def check_finite(terms: Dict[str, torch.Tensor], task: str, epoch: int, iteratio
         bad = [name for name, value in terms.items() if name != "loss" and not bool(torch.isfinite(value))]
         raise UserError(f"the loss became {float(terms['loss'])} at task {task}, epoch {epoch + 1}, iteration "
                         f"{iteration + 1} (bad term: {', '.join(bad) or 'loss'}): lower --lr or the loss weights")
-
-
-def batchnorm_layers(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]]:
@@ -96,21 +64,20 @@ def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]
 class NormalNN:
     """Trains a multi-head model on one task after another and evaluates each task with its own head.
 
-    Subclasses override the hooks: ``trainable_parameters`` (what the optimizer may change), ``regularization``
-    (terms added to the cross-entropy), ``after_step`` (after every optimizer step), ``end_task`` (after the
-    last epoch of a task) and ``eval_ranks`` (the components a task is evaluated with).
-
-    ``after_epoch``, when set, is called after every epoch, when ``training_state`` can be saved to continue
-    from there (``--resume``).
+    Subclasses declare their own ``Settings`` (a subclass of :class:`NormalNNSettings`) and override the hooks:
+    ``freeze`` (what may change while a task trains), ``regularization`` (terms added to the cross-entropy),
+    ``after_step`` (after every optimizer step), ``end_task`` (after the last epoch of a task) and ``eval_ranks``
+    (the components a task is evaluated with).
     """
 
-    def __init__(self, model: MultiHeadNet, config: AgentConfig, writer=None):
-        self.config = config
-        self.device = torch.device(config.device)
-        self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    Settings = NormalNNSettings
+
+    def __init__(self, model: MultiHeadNet, settings: NormalNNSettings):
+        self.settings = settings
+        self.device = torch.device(settings.device)
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=self.memory_format)
         self.training_features = self.model.features
-        self.writer = writer
         self.tasks_trained: List[str] = []
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.scheduler = None
@@ -118,14 +85,13 @@ class NormalNN:
         self.training_heads: List[str] = []
         self.valid_out_dim: Optional[int] = None
         self.running_stats: Dict[str, List[Dict[str, torch.Tensor]]] = {}
-        self.after_epoch: Optional[Callable[[], None]] = None
         self.current_task: Optional[str] = None
         self.epochs_done = 0
         self.resume_point: Optional[dict] = None
 
     def head_of(self, task: str) -> str:
         """A task's head: its own, or the shared ``All`` head of ``--force_out_dim``."""
-        return task if task in self.model.last else SINGLE_HEAD
+        return task if task in self.model.last else ALL_TASKS
 
     # --- training -------------------------------------------------------------------------------------------
     def set_valid_output_dim(self, n_classes: int) -> None:
@@ -135,32 +101,37 @@ class NormalNN:
     def head_logits(self, features: torch.Tensor, task: str) -> torch.Tensor:
         head = self.head_of(task)
         logits = self.model.last[head](features)
-        if head == SINGLE_HEAD and self.valid_out_dim is not None:
+        if head == ALL_TASKS and self.valid_out_dim is not None:
             logits = logits[:, :self.valid_out_dim]
         return logits
 
-    def trainable_parameters(self, task: str) -> List[nn.Parameter]:
-        """The feature extractor and the heads being trained; other tasks' heads are left alone."""
+    def freeze(self, task: str) -> List[nn.Parameter]:
+        """The parameters the optimizer may change while ``task`` trains: the feature extractor and the heads being
+        trained (other tasks' heads are left alone)."""
         body = [p for name, p in self.model.named_parameters() if not name.startswith("last.")]
         return body + [p for head in self.training_heads for p in self.model.last[head].parameters()]
 
     def begin_task(self, task: str) -> None:
-        self.optimizer = make_optimizer(self.trainable_parameters(task), self.config)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(self.config.schedule),
+        settings = self.settings
+        self.optimizer = make_optimizer(self.freeze(task), settings.optimizer, settings.lr, settings.momentum,
+                                        settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(settings.schedule),
                                                               gamma=0.1)
-        if self.config.compile:  # compiled afresh for every task: the ranks and frozen prefixes change between tasks
+        if settings.compile:  # compiled afresh for every task: the ranks and frozen prefixes change between tasks
             torch._dynamo.reset()
             self.training_features = torch.compile(self.model.features)
 
     def autocast(self) -> torch.autocast:
         """``--amp``: the model's forward pass in bfloat16 (the regularizers stay in float32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp)
 
-    def learn_task(self, task: str, train_loader, val_loader=None, heads: Optional[Sequence[str]] = None) -> None:
+    def learn_task(self, task: str, train_loader, heads: Optional[Sequence[str]] = None,
+                   on_epoch: Optional[Callable[[EpochReport], None]] = None) -> None:
         """Train on one task for ``schedule[-1]`` epochs, then run ``end_task``.
 
-        ``heads`` are the heads that train (default: the task's own); joint training passes every task's. After
-        ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
+        ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
+        ``on_epoch(report)`` is called after every epoch, when ``training_state`` can be saved to continue from there.
+        After ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
         """
         resume, self.resume_point = self.resume_point, None
         if resume is not None and resume["task"] != task:
@@ -173,27 +144,26 @@ class NormalNN:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.scheduler.load_state_dict(resume["scheduler"])
             self.epochs_done = resume["epochs_done"]
-        epochs = self.config.schedule[-1]
+        epochs = self.settings.schedule[-1]
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
+            report = EpochReport(task, epoch + 1)
             self.model.train()
             for iteration, (inputs, targets, tasks) in enumerate(train_loader):
                 terms = self.observe(inputs, targets, tasks)
                 check_finite(terms, task, epoch, iteration)
                 self.global_step += 1
-                if self.global_step % self.config.print_freq == 0:
-                    self.log_terms(task, epoch, terms)
+                if self.global_step % self.settings.print_freq == 0:
+                    report.losses.append((self.global_step, {name: float(value) for name, value in terms.items()}))
             self.scheduler.step()
-            if val_loader is not None:
-                log.info("task %s epoch %d: validation accuracy %.2f%%", task, epoch + 1, self.evaluate(val_loader))
             self.epochs_done = epoch + 1
-            if self.after_epoch is not None:
-                self.after_epoch()
+            if on_epoch is not None:
+                on_epoch(report)
         self.current_task = None
         self.end_task(task)
         self.tasks_trained.append(task)
-        if self.config.save_running_stats:
-            self.running_stats[task] = self.batchnorm_statistics()
+        if self.settings.save_running_stats:
+            self.running_stats[task] = batchnorm_statistics(self.model)
 
     def training_state(self) -> dict:
         """Everything needed to continue training exactly from here: between tasks, or between two epochs of a
@@ -250,55 +220,28 @@ class NormalNN:
     def end_task(self, task: str) -> None:
         pass
 
-    def log_terms(self, task: str, epoch: int, terms: Dict[str, torch.Tensor]) -> None:
-        values = {name: float(value) for name, value in terms.items()}
-        log.info("task %s epoch %d step %d: %s", task, epoch + 1, self.global_step,
-                 ", ".join(f"{name} {value:.4f}" for name, value in values.items()))
-        if self.writer is not None:
-            for name, value in values.items():
-                self.writer.add_scalar(f"train/{name}", value, self.global_step)
-
     # --- evaluation -----------------------------------------------------------------------------------------
     def eval_ranks(self, task: str) -> Optional[List[int]]:
         """Prefix lengths of the components ``task`` is evaluated with (None: the whole model)."""
         return None
 
-    def batchnorm_statistics(self) -> List[Dict[str, torch.Tensor]]:
-        return [{name: buffer.clone() for name, buffer in layer.named_buffers()}
-                for layer in batchnorm_layers(self.model)]
-
     def load_running_stats(self, statistics: Dict[str, List[Dict[str, torch.Tensor]]], source: str) -> None:
         """Saved per-task BatchNorm statistics (``--save_running_stats``), checked against this model's layers."""
-        own = self.batchnorm_statistics()
-        for task, layers in statistics.items():
-            fits = len(layers) == len(own) and all(
-                set(saved) == set(buffers) and all(saved[name].shape == buffers[name].shape for name in buffers)
-                for saved, buffers in zip(layers, own))
-            if not fits:
-                raise UserError(f"{source}: the BatchNorm statistics of task {task} do not fit this model's "
-                                f"{len(own)} BatchNorm layers")
-        self.running_stats = {task: [{name: tensor.to(self.device) for name, tensor in layer.items()}
-                                     for layer in layers] for task, layers in statistics.items()}
-
-    @torch.no_grad()
-    def use_batchnorm_statistics(self, statistics: List[Dict[str, torch.Tensor]]) -> None:
-        for layer, saved in zip(batchnorm_layers(self.model), statistics):
-            for name, buffer in layer.named_buffers():
-                buffer.copy_(saved[name])
+        self.running_stats = checked_statistics(self.model, statistics, source, self.device)
 
     @torch.no_grad()
     def evaluate(self, loader) -> float:
         """Accuracy (%) over a loader, each sample through its own task's components, head and (with
         ``--save_running_stats``) BatchNorm statistics."""
         self.model.eval()
-        live_statistics = self.batchnorm_statistics() if self.running_stats else None
+        live_statistics = batchnorm_statistics(self.model) if self.running_stats else None
         correct, seen = 0, 0
         for inputs, targets, tasks in loader:
             for task, indices in task_groups(tasks):
                 task_inputs = inputs if indices is None else inputs[indices.to(inputs.device)]
                 task_targets = targets if indices is None else targets[indices.to(targets.device)]
                 if task in self.running_stats:
-                    self.use_batchnorm_statistics(self.running_stats[task])
+                    use_batchnorm_statistics(self.model, self.running_stats[task])
                 with self.autocast():
                     features = self.model.features(task_inputs.contiguous(memory_format=self.memory_format),
                                                    self.eval_ranks(task))
@@ -306,7 +249,7 @@ class NormalNN:
                 correct += int((logits.argmax(1) == task_targets).sum())
                 seen += len(task_targets)
         if live_statistics is not None:
-            self.use_batchnorm_statistics(live_statistics)
+            use_batchnorm_statistics(self.model, live_statistics)
         if seen == 0:
             raise UserError("the evaluation set is empty")
         return 100.0 * correct / seen

@@ -96,17 +96,16 @@ def _cifar_where(reader_class: type, dataroot: str) -> str:
     return f"put {reader_class.base_folder}/ (the official python version) under {os.path.join(dataroot, '')} or pass --dataroot"
 
 
-def _download_cifar(reader_class: type, name: str, dataroot: str) -> None:
-    """Download and extract the official archive into ``dataroot``; any failure is a UserError."""
+def try_download(reader_class: Callable, name: str, dataroot: str) -> bool:
+    """Download and extract the official files into ``dataroot`` with torchvision's ``reader_class``; False (and
+    the reason in the log) when that fails."""
     logger.info("%s not found under %s: downloading it", name, dataroot)
     try:
         reader_class(dataroot, train=True, download=True)
     except Exception as error:  # a download fails in many ways (network, disk, archive); all mean "no data"
         logger.info("download of %s failed: %s", name, error)
-        raise UserError(
-            f"{name} not found: {_cifar_where(reader_class, dataroot)}; "
-            "it is downloaded automatically where a network is reachable"
-        ) from error
+        return False
+    return True
 
 
 def _unpickle(path: str) -> object:
@@ -173,8 +172,11 @@ def _load_cifar(
     reader_class: type, name: str, dataroot: str, label_key: str, mean: list[float], std: list[float], train_aug: bool
 ) -> tuple[ImageSet, ImageSet]:
     folder = os.path.join(dataroot, reader_class.base_folder)
-    if not os.path.isdir(folder):
-        _download_cifar(reader_class, name, dataroot)
+    if not os.path.isdir(folder) and not try_download(reader_class, name, dataroot):
+        raise UserError(
+            f"{name} not found: {_cifar_where(reader_class, dataroot)}; "
+            "it is downloaded automatically where a network is reachable"
+        )
     needed = [file_name for file_name, _ in reader_class.train_list + reader_class.test_list]
     needed.append(reader_class.meta["filename"])
     for file_name in needed:
@@ -191,11 +193,12 @@ def CIFAR10(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]
     return _load_cifar(_CIFAR10Reader, "CIFAR10", dataroot, "labels", [0.491, 0.482, 0.447], [0.247, 0.243, 0.262], train_aug)
 
 
+CIFAR100_MEAN, CIFAR100_STD = [0.507, 0.487, 0.441], [0.267, 0.256, 0.276]
+
+
 def CIFAR100(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:
     """CIFAR-100 (fine labels) from ``<dataroot>/cifar-100-python/``; ``train_aug`` as for CIFAR10."""
-    return _load_cifar(
-        _CIFAR100Reader, "CIFAR100", dataroot, "fine_labels", [0.507, 0.487, 0.441], [0.267, 0.256, 0.276], train_aug
-    )
+    return _load_cifar(_CIFAR100Reader, "CIFAR100", dataroot, "fine_labels", CIFAR100_MEAN, CIFAR100_STD, train_aug)
 
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST (IDX files)
@@ -272,12 +275,7 @@ def _load_mnist_like(
     """Find the IDX files (torchvision layout, then fallbacks, then download) and read both splits, never augmented."""
     primary = os.path.join(dataroot, name, "raw")
     folder = _complete_idx_folder([primary, *fallback_folders])
-    if folder is None:
-        logger.info("%s not found under %s: downloading it", name, primary)
-        try:
-            reader_class(dataroot, train=True, download=True)
-        except Exception as error:  # a download fails in many ways (network, disk, archive); all mean "no data"
-            logger.info("download of %s failed: %s", name, error)
+    if folder is None and try_download(reader_class, name, dataroot):
         folder = _complete_idx_folder([primary])
     if folder is None:
         missing = next(stem for stem in _IDX_STEMS if _idx_path(primary, stem) is None)

@@ -6,6 +6,9 @@ from torch import nn
 
 from models.svd_conv import SVD_Conv2d
 
+ALL_TASKS = "All"
+"""The head every task shares under ``--force_out_dim``, and the name of the joint task of ``--offline_training``."""
+
 
 def layer_ranks(rank: Optional[Sequence[int]], n_layers: int, model_name: str) -> Iterator[Optional[int]]:
     """One rank per SVD layer, in order: the given ones, or None (each layer's default) when ``rank`` is empty."""

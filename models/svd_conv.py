@@ -73,6 +73,14 @@ class SVD_Conv2d(nn.Module):
     def fan_in(self) -> int:
         return self.C.shape[1]
 
+    def fresh_components(self, rank: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``rank`` new random components (N, C, Sigma) of this layer's shapes, drawn by ``init_components``."""
+        N = self.N.new_empty(self.output_channel, rank)
+        C = self.C.new_empty(rank, self.fan_in)
+        Sigma = self.Sigma.new_empty(rank)
+        init_components(N, C, Sigma)
+        return N, C, Sigma
+
     def set_components(self, N: torch.Tensor, C: torch.Tensor, Sigma: torch.Tensor) -> None:
         """Replace the components (the rank may change); new ``Parameter`` objects are created."""
         if N.shape[1] != C.shape[0] or C.shape[0] != Sigma.shape[0]:

@@ -4,17 +4,13 @@ Each must stay close to the plain float32 path (zero forgetting under each: ``te
 import pytest
 import torch
 
-from agents import AgentConfig, build_agent
-from models import build_model
-from test_svdnet_agent import batches
+from conftest import batches, dense_agent, svd_agent
 
 
 def make_agent(model_name="Net_SVD", **overrides):
-    torch.manual_seed(0)
-    model = build_model("customnet_SVD" if model_name == "Net_SVD" else "customnet", model_name)
-    model.add_heads({task: 2 for task in ("1", "2", "3")})
-    agent_type = ("SVDNet", "SVDNet") if model_name == "Net_SVD" else ("default", "NormalNN")
-    return build_agent(*agent_type, model, AgentConfig(schedule=[1], print_freq=1000, grow_network=True, **overrides))
+    if model_name == "Net_SVD":
+        return svd_agent(grow_network=True, **overrides)
+    return dense_agent(**overrides)
 
 
 def train(agent, *tasks):

@@ -20,12 +20,13 @@ import torch
 
 import dataloaders.datasets
 import iBatchLearn
+from conftest import QUICK as ONE_EPOCH
+from conftest import REPO_ROOT
 from synthetic_data import (write_cifar10, write_cifar100, write_miniimagenet, write_mnist_idx,
                             write_multidataset)
 from utils.runtime import pick_device
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK = ["--gpuid", "-1", "--schedule", "1", "--repeat", "1", "--batch_size", "16", "--print_freq", "1000"]
+QUICK = [*ONE_EPOCH, "--repeat", "1", "--batch_size", "16"]
 EXPERIMENT = "done_sparse_wt0.01"
 """The finished experiment every case runs beside (``--exp_name done``, the default ``--sparse_wt``)."""
 
@@ -308,7 +309,7 @@ def test_no_traceback_reaches_the_terminal(case, tmp_path, workdir, dataroots):
     assert case.cuda_devices == 0
     argv, expected = prepare(case, tmp_path, workdir, dataroots)
     before = outputs(workdir)
-    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), *argv], cwd=workdir,
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "iBatchLearn.py"), *argv], cwd=workdir,
                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 2

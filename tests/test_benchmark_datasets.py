@@ -15,16 +15,11 @@ from PIL import Image
 
 import dataloaders.datasets
 from dataloaders import CIFAR10, MNIST, SVHN, FashionMNIST, TaskLoader, load_dataset, miniImageNet, multidataset_tasks, notMNIST
-from synthetic_data import NOTMNIST_LETTERS, write_miniimagenet, write_multidataset, write_notmnist_zip, write_svhn_mat
+from conftest import error_after_corrupting, one_line
+from synthetic_data import NOTMNIST_LETTERS, write_miniimagenet, write_notmnist_zip, write_svhn_mat
 from utils.errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-
-
-def one_line(error: pytest.ExceptionInfo) -> str:
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 def pickled(entry: dict):
@@ -35,20 +30,6 @@ def pickled(entry: dict):
             pickle.dump(entry, file)
 
     return write
-
-
-@pytest.fixture(scope="module")
-def miniimagenet_root(tmp_path_factory) -> str:
-    """A dataroot holding tiny mini-imagenet/{train,test}.pkl (2 train, 1 test image per class, 100 classes)."""
-    root = str(tmp_path_factory.mktemp("miniimagenet"))
-    write_miniimagenet(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def multidataset_root(tmp_path_factory) -> str:
-    """A dataroot holding all five members of the 5-dataset sequence, a few images per class each."""
-    return write_multidataset(str(tmp_path_factory.mktemp("multidataset")))
 
 
 # ---------------------------------------------------------------- miniImageNet
@@ -111,13 +92,8 @@ def test_missing_miniimagenet_says_where_to_get_and_put_it(tmp_path):
     ids=["garbage", "truncated", "wrong-key", "wrong-dtype", "wrong-shape", "label-count", "negative-label"],
 )
 def test_malformed_miniimagenet_file_is_user_error_naming_it(tmp_path, corrupt, problem):
-    folder = write_miniimagenet(str(tmp_path), num_classes=5)
-    path = os.path.join(folder, "test.pkl")
-    os.rename(path, path + "_copy")
-    corrupt(path)
-    with pytest.raises(UserError) as error:
-        miniImageNet(str(tmp_path))
-    message = one_line(error)
+    path = os.path.join(write_miniimagenet(str(tmp_path), num_classes=5), "test.pkl")
+    message = error_after_corrupting(path, corrupt, lambda: miniImageNet(str(tmp_path)))
     assert path in message and problem in message
 
 

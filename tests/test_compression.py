@@ -1,13 +1,10 @@
 """The end-of-task rules: pruning by energy, growth, and the model-size formula."""
-import os
-
 import pytest
 import torch
 
 from agents.compression import grown_free_rank, prune_by_energy
-from utils.model_size import cacl_model_size_mb
-
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
+from agents.model_size import cacl_model_size_mb
+from conftest import REFERENCE
 NET_SVD_LAYERS = [(27, 64), (576, 64), (576, 128), (1152, 128), (512, 256)]
 INITIAL_RANKS = [18, 57, 104, 115, 170]
 
@@ -44,16 +41,16 @@ def test_prune_with_prev_sing_counts_frozen_energy():
 
 
 def test_growth_follows_the_mean_of_earlier_identifiers_capped_at_initial_rank():
-    assert grown_free_rank(3, [], 18, grow_to_mean=True) == 3
-    assert grown_free_rank(3, [10, 15], 18, grow_to_mean=True) == 12
-    assert grown_free_rank(3, [20, 30], 18, grow_to_mean=True) == 18
-    assert grown_free_rank(15, [10, 15], 18, grow_to_mean=True) == 15
-    assert grown_free_rank(3, [10, 15], 18, grow_to_mean=False) == 18
+    assert grown_free_rank(3, [], 18, dataset="CIFAR100") == 3
+    assert grown_free_rank(3, [10, 15], 18, dataset="CIFAR100") == 12
+    assert grown_free_rank(3, [20, 30], 18, dataset="CIFAR100") == 18
+    assert grown_free_rank(15, [10, 15], 18, dataset="CIFAR100") == 15
+    assert grown_free_rank(3, [10, 15], 18, dataset="CIFAR10") == 18
 
 
 def load_reference(name, piece):
-    path = os.path.join(REFERENCE, name, f"{piece}.pth")
-    if not os.path.exists(path):
+    path = REFERENCE.parent / name / f"{piece}.pth"
+    if not path.exists():
         pytest.skip("../shared/reference is absent")
     return torch.load(path, weights_only=True)
 
@@ -70,14 +67,16 @@ def test_model_size_of_published_models(name, size, expected):
     assert cacl_model_size_mb(NET_SVD_LAYERS, chann_used, heads) == pytest.approx(expected, abs=0.006)
 
 
-@pytest.mark.parametrize("name", ["CNet_CIFAR100_finalmodel_sparse_wt0.1", "miniImageNet_final_sparse_wt0.1",
-                                  "CNet_CIFAR100_finalmodel_sparse_wt0.4", "miniImageNet_final_sparse_wt0.4"])
-def test_growth_rule_reproduces_published_final_ranks(name):
+@pytest.mark.parametrize("name, dataset", [("CNet_CIFAR100_finalmodel_sparse_wt0.1", "CIFAR100"),
+                                           ("miniImageNet_final_sparse_wt0.1", "miniImageNet"),
+                                           ("CNet_CIFAR100_finalmodel_sparse_wt0.4", "CIFAR100"),
+                                           ("miniImageNet_final_sparse_wt0.4", "miniImageNet")])
+def test_growth_rule_reproduces_published_final_ranks(name, dataset):
     identifiers = load_reference(name, "task_identifiers")
     ranks = list(INITIAL_RANKS)
     for task in range(len(identifiers)):
         for layer in range(len(ranks)):
             prefix = identifiers[task][layer]
             earlier = [identifiers[t][layer] for t in range(task)]
-            ranks[layer] = prefix + grown_free_rank(ranks[layer] - prefix, earlier, INITIAL_RANKS[layer], True)
+            ranks[layer] = prefix + grown_free_rank(ranks[layer] - prefix, earlier, INITIAL_RANKS[layer], dataset)
     assert ranks == load_reference(name, "rank")

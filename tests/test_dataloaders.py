@@ -25,16 +25,11 @@ from dataloaders import (
     crop_and_flip,
     load_dataset,
 )
+from conftest import error_after_corrupting, one_line
 from synthetic_data import write_cifar10, write_cifar100, write_idx, write_mnist_idx
 from utils.errors import UserError
 
 CIFAR_MEAN, CIFAR_STD = [0.491, 0.482, 0.447], [0.247, 0.243, 0.262]
-
-
-def one_line(error: pytest.ExceptionInfo) -> str:
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 def labelled_set(labels: list[int], size: int = 4) -> ImageSet:
@@ -119,13 +114,8 @@ def test_missing_cifar_file_is_named(tmp_path):
     ids=["garbage", "truncated", "wrong-shape", "label-count"],
 )
 def test_malformed_cifar_file_is_user_error_naming_it(tmp_path, corrupt, problem):
-    folder = write_cifar10(str(tmp_path), n_per_class_train=2, n_per_class_test=1)
-    path = os.path.join(folder, "data_batch_3")
-    os.rename(path, path + "_copy")
-    corrupt(path)
-    with pytest.raises(UserError) as error:
-        CIFAR10(str(tmp_path))
-    message = one_line(error)
+    path = os.path.join(write_cifar10(str(tmp_path), n_per_class_train=2, n_per_class_test=1), "data_batch_3")
+    message = error_after_corrupting(path, corrupt, lambda: CIFAR10(str(tmp_path)))
     assert path in message and problem in message
 
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents import AgentConfig, build_agent
-from agents.SVDNet import FrozenOrthogonality, SPARSITY_REGULARIZERS, norms, orthogonality
+from agents.SVDNet import SVDNet, SVDNetSettings
+from agents.regularizers import FrozenOrthogonality, SPARSITY_REGULARIZERS, norms, orthogonality
 from models import build_model
 from models.svd_conv import SVD_Conv2d, composing_once
 
@@ -113,8 +113,8 @@ def agent_after_one_task(**overrides):
     model = build_model("customnet_SVD", "Net_SVD")
     model.add_heads({"1": 2, "2": 2})
     model.double()
-    config = AgentConfig(schedule=[1], print_freq=1000, sparse_wt=0.3, perp_wt=0.7, energy_sv=0.3, **overrides)
-    agent = build_agent("SVDNet", "SVDNet", model, config)  # energy_sv 0.3: every layer keeps a part of its rank
+    settings = SVDNetSettings(schedule=[1], print_freq=1000, sparse_wt=0.3, perp_wt=0.7, energy_sv=0.3, **overrides)
+    agent = SVDNet(model, settings)  # energy_sv 0.3: every layer keeps a part of its rank
     x, y, _ = batch(1)
     agent.learn_task("1", [(x, y, ["1"] * len(y))])
     return agent
@@ -124,8 +124,8 @@ def plain_loss(agent, inputs, targets, tasks):
     """The CACL loss by its published formula: every component composed and regularized anew."""
     sparsity = sum(agent.sparsity(layer.Sigma) for layer in agent.layers)
     orth = sum(orthogonality(layer.N) + orthogonality(layer.C) for layer in agent.layers)
-    return (agent.classification_loss(inputs, targets, tasks) + agent.config.sparse_wt * sparsity
-            + agent.config.perp_wt * orth)
+    return (agent.classification_loss(inputs, targets, tasks) + agent.settings.sparse_wt * sparsity
+            + agent.settings.perp_wt * orth)
 
 
 def test_later_task_loss_gradients_and_kernels_equal_the_plain_formula():
@@ -162,7 +162,7 @@ def test_first_task_loss_is_the_plain_formula():
     torch.manual_seed(0)
     model = build_model("customnet_SVD", "Net_SVD")
     model.add_heads({"2": 2})
-    agent = build_agent("SVDNet", "SVDNet", model, AgentConfig(schedule=[1], sparse_wt=0.3, perp_wt=0.7))
+    agent = SVDNet(model, SVDNetSettings(schedule=[1], sparse_wt=0.3, perp_wt=0.7))
     agent.begin_task("2")
     agent.model.train()
     inputs, targets, tasks = batch(3)

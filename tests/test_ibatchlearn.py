@@ -7,23 +7,10 @@ import sys
 import pytest
 import torch
 
-import iBatchLearn
+from conftest import QUICK as ONE_EPOCH
+from conftest import REFERENCE, REPO_ROOT, run_driver
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(REPO_ROOT, "..", "shared", "reference", "CNet_CIFAR100_finalmodel_sparse_wt0.4")
-QUICK = ["--gpuid", "-1", "--schedule", "1", "--batch_size", "16", "--print_freq", "1000"]
-
-
-def run_driver(capsys, *argv):
-    status = iBatchLearn.main(list(argv))
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+QUICK = [*ONE_EPOCH, "--batch_size", "16"]
 
 
 def test_whole_run_on_cifar100_writes_every_output(workdir, cifar100_root, capsys):
@@ -70,12 +57,12 @@ def test_saved_model_evaluates_to_the_accuracies_it_finished_with(workdir, cifar
 
 
 def test_published_checkpoint_loads_and_evaluates(workdir, cifar100_root, capsys):
-    if not os.path.isdir(REFERENCE):
+    if not REFERENCE.is_dir():
         pytest.skip("../shared/reference is absent")
     status, out, err = run_driver(capsys, "--gpuid", "-1", "--dataset", "CIFAR100", "--dataroot", cifar100_root,
                                   "--loadmodel", REFERENCE)
     assert status == 0, err
-    record = json.loads((workdir / "results" / os.path.basename(REFERENCE) / "output_eval.json").read_text())
+    record = json.loads((workdir / "results" / REFERENCE.name / "output_eval.json").read_text())
     assert list(record["acc"])[:3] == ["12", "6", "18"] and len(record["acc"]) == 20
     assert record["model_size"] == pytest.approx(2.60, abs=0.006)
     assert record["all_rank"] == [118, 291, 192, 255, 170]
@@ -104,7 +91,7 @@ def test_user_mistakes_are_one_line_errors(workdir, cifar100_root, capsys, argv,
 
 
 def test_missing_dataset_is_an_error_without_traceback(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), "--gpuid", "-1",
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "iBatchLearn.py"), "--gpuid", "-1",
                              "--dataset", "CIFAR100", "--dataroot", str(tmp_path / "nothing")],
                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2

@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import experiment.run
+import experiment.training
 import iBatchLearn
-from agents import AgentConfig, build_agent
+from agents.SVDNet import SVDNet, SVDNetSettings
+from conftest import REPO_ROOT, run_driver, svd_agent
+from experiment.checkpoints import Position, RunCheckpoints
 from models import build_model
-from utils.resume import Position, RunCheckpoints, restore_rng, rng_state
+from utils.runtime import restore_rng, rng_state
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = Path("saves") / "sweep" / "checkpoints"
 
 
@@ -123,18 +126,6 @@ def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, cifar10_root
     assert not list((tmp_path / CHECKPOINTS).glob(".tmp-*"))
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
-
-
-def run_driver(capsys, *argv):
-    status = iBatchLearn.main(list(argv))
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
 def quick_flags(dataroot, *extra):
     return ["--gpuid", "-1", "--dataset", "CIFAR10", "--dataroot", dataroot, "--schedule", "1", "--batch_size", "25",
             "--repeat", "2", "--exp_name", "sweep", "--print_freq", "1000", *extra]
@@ -161,7 +152,7 @@ def interrupted(workdir, cifar10_root, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(iBatchLearn, "save_agents", crash)
+        patch.setattr(experiment.training, "save_agents", crash)
         assert iBatchLearn.main(quick_flags(cifar10_root)) == 130
     assert "--resume" in capsys.readouterr().err
     assert RunCheckpoints(str(CHECKPOINTS)).numbers()
@@ -193,8 +184,8 @@ def test_resume_with_other_settings_names_them(interrupted, cifar10_root, mnist_
 def test_resume_stops_when_the_task_order_is_not_the_checkpoints(interrupted, cifar10_root, capsys, monkeypatch):
     """The order is recomputed from the seed; were it to come out otherwise (another version of the code), the
     resumed run would train the wrong tasks."""
-    order = iBatchLearn.task_order
-    monkeypatch.setattr(iBatchLearn, "task_order", lambda args, names: order(args, names)[::-1])
+    order = experiment.run.task_order
+    monkeypatch.setattr(experiment.run, "task_order", lambda args, names: order(args, names)[::-1])
     status, _, err = run_driver(capsys, *quick_flags(cifar10_root), "--resume")
     assert status == 2 and "task order" in err
 
@@ -217,18 +208,18 @@ def test_resume_without_a_checkpoint_starts_from_the_beginning(workdir, cifar10_
     assert status == 0 and "sweep_sparse_wt0.01 (1 run)" in table
 
 
+SETTINGS = {"schedule": [1, 3], "grow_network": True}
+
+
 def small_agent():
-    torch.manual_seed(0)
-    model = build_model("customnet_SVD", "Net_SVD")
-    model.add_heads({"1": 2, "2": 2})
-    return build_agent("SVDNet", "SVDNet", model, AgentConfig(schedule=[1, 3], print_freq=1000, grow_network=True))
+    return svd_agent(tasks=("1", "2"), **SETTINGS)
 
 
 class Interrupt(Exception):
     pass
 
 
-def batches(task):
+def reshuffled_batches(task):
     """Three random batches, reshuffled every epoch from the global generator (as the training loader does)."""
     generator = torch.Generator().manual_seed(int(task))
     data = [(torch.randn(6, 3, 32, 32, generator=generator), torch.randint(0, 2, (6,), generator=generator),
@@ -243,11 +234,11 @@ def batches(task):
 
 def test_agent_state_saved_mid_task_continues_bit_identically():
     reference = small_agent()
-    reference.learn_task("1", batches("1"))
-    reference.learn_task("2", batches("2"))
+    reference.learn_task("1", reshuffled_batches("1"))
+    reference.learn_task("2", reshuffled_batches("2"))
 
     agent = small_agent()
-    agent.learn_task("1", batches("1"))
+    agent.learn_task("1", reshuffled_batches("1"))
     saved = {}
 
     def interrupt_after_second_epoch():
@@ -257,19 +248,18 @@ def test_agent_state_saved_mid_task_continues_bit_identically():
             saved["bytes"] = buffer.getvalue()
             raise Interrupt
 
-    agent.after_epoch = interrupt_after_second_epoch
     with pytest.raises(Interrupt):
-        agent.learn_task("2", batches("2"))
+        agent.learn_task("2", reshuffled_batches("2"), on_epoch=lambda report: interrupt_after_second_epoch())
 
     checkpoint = torch.load(io.BytesIO(saved["bytes"]), weights_only=True)
     ranks = [checkpoint["agent"]["model"][f"{name}.Sigma"].shape[0] for name in ("conv1", "conv2", "conv3", "conv4",
                                                                                  "conv6")]
     model = build_model("customnet_SVD", "Net_SVD", rank=ranks)
     model.add_heads({"1": 2, "2": 2})
-    resumed = build_agent("SVDNet", "SVDNet", model, AgentConfig(schedule=[1, 3], print_freq=1000, grow_network=True))
+    resumed = SVDNet(model, SVDNetSettings(print_freq=1000, **SETTINGS))
     resumed.load_training_state(checkpoint["agent"])
     restore_rng(checkpoint["rng"])
-    resumed.learn_task("2", batches("2"))
+    resumed.learn_task("2", reshuffled_batches("2"))
     assert resumed.tasks_trained == ["1", "2"] and resumed.task_identifiers == reference.task_identifiers
     state, expected = resumed.model.state_dict(), reference.model.state_dict()
     assert list(state) == list(expected)

@@ -6,17 +6,16 @@ import sys
 
 import pytest
 
+from conftest import QUICK, REFERENCE, REPO_ROOT
 from synthetic_data import write_cifar100, write_miniimagenet, write_multidataset
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(REPO_ROOT, "..", "shared", "reference", "CNet_CIFAR100_finalmodel_sparse_wt0.4")
-ONE_EPOCH = ["--gpuid", "-1", "--schedule", "1", "--repeat", "1", "--print_freq", "1000"]
+ONE_EPOCH = [*QUICK, "--repeat", "1"]
 TWO_TASKS = {script: ["--first_split_size", "50", "--other_split_size", "50"]
              for script in ("cifar100_train.sh", "miniimagenet_train.sh")}
 
 
 def run_script(name, cwd, *argv):
-    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", name), *argv], cwd=cwd, text=True,
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / name), *argv], cwd=cwd, text=True,
                             capture_output=True, timeout=600, env={**os.environ, "CACL_PYTHON": sys.executable})
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -39,10 +38,10 @@ def test_train_script_runs_with_one_epoch(tmp_path, script, writer, experiment):
 
 
 def test_cifar100_eval_script_on_the_published_checkpoint(tmp_path):
-    if not os.path.isdir(REFERENCE):
+    if not REFERENCE.is_dir():
         pytest.skip("../shared/reference is absent")
     write_cifar100(str(tmp_path / "data"))
-    out = run_script("cifar100_eval.sh", tmp_path, REFERENCE, "--gpuid", "-1")
+    out = run_script("cifar100_eval.sh", tmp_path, str(REFERENCE), "--gpuid", "-1")
     assert "model size: 2.599 MB" in out and "average" in out
 
 

@@ -3,26 +3,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from agents import AgentConfig, build_agent
-from agents.SVDNet import hoyer, hoyer_square, orthogonality
-from agents.default import make_optimizer
+from agents.SVDNet import SVDNet, SVDNetSettings
+from agents.optim import make_optimizer
+from agents.regularizers import hoyer, hoyer_square, orthogonality
+from conftest import batches, dense_agent
+from conftest import svd_agent as make_agent
 from models import build_model
 from utils.errors import UserError
-
-
-def batches(task, n_batches=3, batch_size=8, n_classes=2, seed=None):
-    generator = torch.Generator().manual_seed(int(task) if seed is None else seed)
-    return [(torch.randn(batch_size, 3, 32, 32, generator=generator),
-             torch.randint(0, n_classes, (batch_size,), generator=generator), [task] * batch_size)
-            for _ in range(n_batches)]
-
-
-def make_agent(tasks=("1", "2", "3"), **overrides):
-    torch.manual_seed(0)
-    model = build_model("customnet_SVD", "Net_SVD")
-    model.add_heads({task: 2 for task in tasks})
-    config = AgentConfig(schedule=[1], print_freq=1000, **overrides)
-    return build_agent("SVDNet", "SVDNet", model, config)
 
 
 def logits_of(agent, task, inputs):
@@ -98,7 +85,7 @@ def test_end_of_task_packs_kept_components_after_frozen_ones_and_refills():
 
 
 def test_grow_network_refills_to_the_mean_of_earlier_identifiers():
-    agent = make_agent(grow_network=True, energy_sv=0.01)
+    agent = make_agent(grow_network=True, energy_sv=0.01, dataset="CIFAR100")
     layer = agent.layers[0]  # 18 components at the start
     with torch.no_grad():
         layer.Sigma.fill_(1.0)
@@ -139,13 +126,31 @@ def test_hoyer_and_orthogonality_values():
 
 
 def test_loss_is_cross_entropy_plus_weighted_sparsity_and_orthogonality():
+    """Each term against its formula computed here from the parameters, before the step ``observe`` takes."""
     agent = make_agent(sparse_wt=0.3, perp_wt=0.7)
-    x, y, tasks = batches("1")[0]
-    agent.begin_task("1")
+    agent.learn_task("1", batches("1", n_batches=1))  # a frozen prefix for task 2: the fast terms are in use
+    for dropout in (m for m in agent.model.modules() if isinstance(m, torch.nn.Dropout)):
+        dropout.p = 0.0
+    x, y, tasks = batches("2")[0]
+    with torch.no_grad():
+        agent.model.train()
+        ce = F.cross_entropy(agent.model(x, "2"), y)
+        sigmas = [layer.Sigma.double() for layer in agent.layers]
+        hoyer_sum = sum(s.abs().sum() / s.pow(2).sum().sqrt() - 1 for s in sigmas)
+
+        def off_identity(a):
+            gram = a @ a.t() if a.shape[0] <= a.shape[1] else a.t() @ a
+            return ((gram - torch.eye(len(gram), dtype=gram.dtype)) ** 2).mean()
+
+        orth_sum = sum(off_identity(layer.N.double()) + off_identity(layer.C.double()) for layer in agent.layers)
+    agent.training_heads = ["2"]
+    agent.begin_task("2")
     agent.model.train()
-    torch.manual_seed(5)
     terms = agent.observe(x, y, tasks)
-    assert float(terms["loss"]) == pytest.approx(float(terms["ce"] + terms["sparsity"] + terms["orthogonality"]))
+    assert float(terms["ce"]) == pytest.approx(float(ce), rel=1e-5)
+    assert float(terms["sparsity"]) == pytest.approx(0.3 * float(hoyer_sum), rel=1e-5)
+    assert float(terms["orthogonality"]) == pytest.approx(0.7 * float(orth_sum), rel=1e-5)
+    assert float(terms["loss"]) == pytest.approx(float(ce + 0.3 * hoyer_sum + 0.7 * orth_sum), rel=1e-5)
 
 
 def test_multihead_loss_sums_each_head_over_its_samples_and_divides_by_batch():
@@ -172,26 +177,41 @@ def test_model_size_counts_the_components_used():
 
 def test_optimizers_follow_the_published_flags():
     params = [torch.nn.Parameter(torch.zeros(2))]
-    assert make_optimizer(params, AgentConfig(optimizer="amsgrad")).defaults["amsgrad"] is True
-    assert make_optimizer(params, AgentConfig(optimizer="SGD", momentum=0.5)).defaults["momentum"] == 0.5
+    assert make_optimizer(params, "amsgrad", 0.1, 0.9, 0.0).defaults["amsgrad"] is True
+    assert make_optimizer(params, "SGD", 0.1, 0.5, 0.0).defaults["momentum"] == 0.5
     with pytest.raises(UserError, match="valid: .*Adam"):
-        make_optimizer(params, AgentConfig(optimizer="Adamm"))
+        make_optimizer(params, "Adamm", 0.1, 0.9, 0.0)
 
 
 def test_svdnet_needs_an_svd_model():
     model = build_model("customnet", "Net")
     model.add_heads({"1": 2})
     with pytest.raises(UserError, match="Net_SVD"):
-        build_agent("SVDNet", "SVDNet", model, AgentConfig())
+        SVDNet(model, SVDNetSettings())
 
 
-def test_dense_baseline_trains_with_the_default_agent():
-    torch.manual_seed(0)
-    model = build_model("customnet", "Net")
-    model.add_heads({"1": 2})
-    agent = build_agent("default", "NormalNN", model, AgentConfig(schedule=[1]))
-    agent.learn_task("1", batches("1", n_batches=2))
-    assert 0 <= agent.evaluate(batches("1", n_batches=1)) <= 100
+def separable_batches(task, n_batches, seed):
+    """Two classes told apart by the sign of a constant added to every pixel: learnable in a few steps."""
+    generator = torch.Generator().manual_seed(seed)
+    data = []
+    for _ in range(n_batches):
+        y = torch.randint(0, 2, (16,), generator=generator)
+        x = 0.5 * torch.randn(16, 3, 32, 32, generator=generator) + (2.0 * y - 1).view(-1, 1, 1, 1)
+        data.append((x, y, [task] * 16))
+    return data
+
+
+def test_dense_baseline_learns_with_the_default_agent():
+    agent = dense_agent(tasks=("1",), schedule=[3])
+    held_out = separable_batches("1", 4, seed=1)
+    before = agent.evaluate(held_out)
+    agent.learn_task("1", separable_batches("1", 8, seed=0))
+    after = agent.evaluate(held_out)
+    agent.model.eval()
+    with torch.no_grad():
+        correct = sum(int((agent.model(x, "1").argmax(1) == y).sum()) for x, y, _ in held_out)
+    assert after == 100.0 * correct / 64
+    assert after >= 95 and after > before + 20
 
 
 def test_a_task_not_trained_alone_is_evaluated_with_the_kept_components_only():

@@ -1,4 +1,4 @@
-"""``scripts/benchmark.sh``: CACL's training and evaluation speed against a dense network's, and a run's peak memory.
+"""``scripts/benchmark.sh`` (``python -m experiment.benchmark``): CACL's training and evaluation speed against a dense network's, and a run's peak memory.
 
 Rows, all measured in this process on one device (``--device``), batch 64, 32×32 RGB, 5 classes per task:
 
@@ -29,17 +29,17 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from agents import AgentConfig, build_agent
+from agents import NormalNN, NormalNNSettings
+from agents.SVDNet import SVDNet, SVDNetSettings
 from dataloaders import BatchTransform, TaskData, TaskLoader
+from dataloaders.datasets import CIFAR100_MEAN, CIFAR100_STD
 from models import build_model, svd_layers
-from models.svd_conv import init_components
 from utils.files import atomic_json_dump
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_SIZE = 64
 CLASSES_PER_TASK = 5
 TASKS = 20
-CIFAR100_MEAN, CIFAR100_STD = [0.507, 0.487, 0.441], [0.267, 0.256, 0.276]  # as dataloaders.datasets.CIFAR100
 SPARSE_WT, ENERGY_SV = 0.1, 3e-5  # the paper's CIFAR-100 setting
 PUBLISHED_LAST_IDENTIFIERS = [181, 519, 546, 597, 692]
 """The published CIFAR-100 sparse_wt0.1 checkpoint's identifiers after its 20th task (its final ranks are these plus
@@ -101,10 +101,16 @@ class Speed:
     compile: bool = False
 
 
-def config(device: torch.device, speed: Speed) -> AgentConfig:
-    return AgentConfig(schedule=[1], print_freq=10 ** 9, device=str(device), sparse_wt=SPARSE_WT, energy_sv=ENERGY_SV,
-                       channels_last=device.type == "cpu", amp=speed.amp, compile=speed.compile,
-                       grow_network=True, grow_to_mean=True)
+def loop_settings(device: torch.device, speed: Speed) -> NormalNNSettings:
+    """One epoch, no logging; channels-last on the CPU as in the driver."""
+    return NormalNNSettings(schedule=[1], print_freq=10 ** 9, device=str(device), channels_last=device.type == "cpu",
+                            amp=speed.amp, compile=speed.compile)
+
+
+def svd_settings(device: torch.device, speed: Speed) -> SVDNetSettings:
+    """The paper's CIFAR-100 setting."""
+    return SVDNetSettings(**dataclasses.asdict(loop_settings(device, speed)), sparse_wt=SPARSE_WT,
+                          energy_sv=ENERGY_SV, grow_network=True, dataset="CIFAR100")
 
 
 def heads(n_tasks: int) -> Dict[str, int]:
@@ -114,13 +120,13 @@ def heads(n_tasks: int) -> Dict[str, int]:
 def dense_agent(device: torch.device, speed: Speed):
     model = build_model("customnet", "Net")
     model.add_heads(heads(1))
-    return build_agent("default", "NormalNN", model, config(device, speed))
+    return NormalNN(model, loop_settings(device, speed))
 
 
 def svd_agent(device: torch.device, speed: Speed, n_tasks: int = 1):
     model = build_model("customnet_SVD", "Net_SVD")
     model.add_heads(heads(n_tasks))
-    return build_agent("SVDNet", "SVDNet", model, config(device, speed))
+    return SVDNet(model, svd_settings(device, speed))
 
 
 def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[int]]:
@@ -145,12 +151,7 @@ def grown_agent(device: torch.device, speed: Speed, tasks_trained: int):
                        for t in range(1, tasks_trained)})
     agent.load_continual_state(dict(enumerate(identifiers)), {str(t + 1): t for t in range(tasks_trained)}, chann_used)
     for layer, used, initial in zip(svd_layers(agent.model), identifiers[-1], agent.initial_ranks):
-        rank = used + initial
-        N = layer.N.new_empty(layer.output_channel, rank)
-        C = layer.C.new_empty(rank, layer.fan_in)
-        Sigma = layer.Sigma.new_empty(rank)
-        init_components(N, C, Sigma)
-        layer.set_components(N, C, Sigma)
+        layer.set_components(*layer.fresh_components(used + initial))
     return agent
 
 

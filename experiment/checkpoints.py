@@ -12,7 +12,6 @@ and on a GPU an epoch of a 5-class task can take less time than writing it.
 import fcntl
 import logging
 import os
-import random
 import re
 import shutil
 import time
@@ -20,11 +19,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterator, List, Optional
 
-import numpy as np
 import torch
 
 from utils.errors import UserError
 from utils.files import atomic_torch_save
+from utils.runtime import rng_state
 
 log = logging.getLogger(__name__)
 
@@ -64,25 +63,6 @@ class Position:
         """Every repeat of the current experiment (``name``) is done: on to the next ``--sparse_wt``."""
         self.finished[name] = self.runs
         self.experiment, self.repeat, self.runs = self.experiment + 1, 0, []
-
-
-def rng_state() -> dict:
-    """The state of Python's, NumPy's and torch's generators (every CUDA device's too, once CUDA is in use)."""
-    name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    name, keys, position, has_gauss, cached_gaussian = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def run_settings(args) -> dict:

@@ -2,13 +2,17 @@
 sparsity weights (training the task anew for each) or over pruning energies (one trained model, pruned many ways)."""
 import copy
 import logging
-from dataclasses import dataclass
-from typing import Callable, List, Sequence
+from dataclasses import asdict, dataclass
+from typing import Callable, List
 
 import numpy as np
 
-from agents.default import NormalNN
-from agents.protocols import TaskStream
+from agents import NormalNN
+from evaluation.results import results_directory
+from evaluation.searches import write_search
+from experiment.builders import build_tasks, evaluation_splits, image_size, make_agent, output_dims, task_order
+from experiment.protocols import TaskStream
+from utils.runtime import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -47,28 +51,28 @@ def energy_search(trained: NormalNN, stream: TaskStream, low: float, high: float
     points = []
     for energy in np.logspace(np.log10(low), np.log10(high), ENERGY_POINTS):
         agent = copy.deepcopy(trained)
-        agent.config.energy_sv = float(energy)
+        agent.settings.energy_sv = float(energy)
         agent.end_task(first)
         points.append(SearchPoint(float(energy), kept_components(agent), agent.evaluate(stream.eval_loader(first))))
         log.info("energy %.3g: %d components, accuracy %.2f%%", *vars(points[-1]).values())
     return points
 
 
-def plot_search(points: Sequence[SearchPoint], parameter: str, path: str) -> None:
-    """Accuracy against components kept, each point labelled with its parameter value, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot([p.components for p in points], [p.accuracy for p in points], "o-")
-    for point in points:
-        axes.annotate(f"{point.value:.2g}", (point.components, point.accuracy), fontsize=7,
-                      textcoords="offset points", xytext=(3, 3))
-    axes.set_xlabel("components kept (all SVD layers)")
-    axes.set_ylabel("accuracy of the first task (%)")
-    axes.set_title(f"accuracy against components over {parameter}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+def run_search(args, device, data) -> str:
+    """``--debug``: the energy search on ``--model_weights`` when given, else the sparsity-weight search; writes
+    ``results/<exp_name>_<search>/`` and returns the table to print."""
+    seed_everything(args.seed)
+    train_splits, test_splits, task_output_space = build_tasks(args, data)
+    stream = TaskStream(task_order(args, list(train_splits)), train_splits,
+                        evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
+    out_dim = output_dims(args, task_output_space)
+    size = image_size(train_splits)
+    if args.model_weights:
+        trained = make_agent(args, device, size, out_dim, args.sparse_wt[0])
+        name, parameter, points = "e_search", "energy_sv", energy_search(trained, stream, *args.e_search)
+    else:
+        points = sparsity_search(lambda weight: make_agent(args, device, size, out_dim, weight), stream,
+                                 *args.sp_wt_search)
+        name, parameter = "sp_wt_search", "sparse_wt"
+    return write_search([asdict(point) for point in points], name, parameter,
+                        results_directory(f"{args.exp_name}_{name}"))

@@ -1,17 +1,43 @@
 """Results of a run and of a whole experiment: the published JSON files and the table the driver prints."""
+import os
 import statistics
-from typing import Dict, Mapping, Sequence
+from typing import Mapping, Sequence
 
-AccuracyMatrix = Dict[str, Dict[str, float]]  # {task trained last: {task evaluated: accuracy %}}
+from evaluation.metrics import AccuracyMatrix, average_accuracy, final_accuracies
+from utils.files import atomic_json_dump
+
+RESULTS_DIR = "results"
+
+
+def results_directory(experiment: str) -> str:
+    """``results/<experiment>/``, under the working directory."""
+    return os.path.join(RESULTS_DIR, experiment)
+
+
+def final_record_path(experiment: str) -> str:
+    return os.path.join(results_directory(experiment), "output_final.json")
+
+
+def write_run_record(experiment: str, repeat: int, record: dict) -> None:
+    atomic_json_dump(record, os.path.join(results_directory(experiment), f"output_run{repeat}.json"))
+
+
+def write_final_record(experiment: str, runs: Sequence[Mapping]) -> None:
+    atomic_json_dump(final_record(runs), final_record_path(experiment))
+
+
+def write_eval_record(name: str, record: dict) -> None:
+    """What ``--loadmodel`` measured: ``results/<name>/output_eval.json``."""
+    atomic_json_dump(record, os.path.join(results_directory(name), "output_eval.json"))
 
 
 def run_record(acc_matrix: AccuracyMatrix, channels, all_rank: Sequence[int], model_size: float,
                dense_models_size: float) -> dict:
     """``output_run<r>.json``: accuracy per task after the last task, their average, the components and size."""
-    final = acc_matrix[list(acc_matrix)[-1]] if acc_matrix else {}
+    final = final_accuracies(acc_matrix)
     return {
-        "acc": dict(final),
-        "avg_acc": statistics.fmean(final.values()) if final else 0.0,
+        "acc": final,
+        "avg_acc": average_accuracy(final),
         "channels": {str(task): list(used) for task, used in channels.items()},
         "all_rank": list(all_rank),
         "model_size": model_size,

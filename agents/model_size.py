@@ -1,4 +1,4 @@
-"""Model size in MB as the paper reports it, from the components each task added."""
+"""Model size in MB: CACL's, as the paper reports it from the components each task added, and dense models'."""
 from typing import Mapping, Sequence, Tuple
 
 from models.svd_conv import SVD_Conv2d

@@ -1,0 +1,109 @@
+"""How a task sequence is presented to agents: one task after another (the continual-learning protocol), all
+tasks at once (``--offline_training``, the upper bound) or one fresh model per task (``--ind_models``).
+
+A protocol given the ``Progress`` of an interrupted run skips what it has done, and calls back ``Hooks`` as it goes.
+"""
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, List, Mapping
+
+import torch
+
+from agents import NormalNN
+from agents.default import EpochReport
+from dataloaders import TaskData, TaskLoader
+from evaluation.metrics import AccuracyMatrix
+from models.multihead import ALL_TASKS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Progress:
+    """How far a run has come: the tasks finished (for ``learn_jointly``, 1 once the joint task is done) and the
+    accuracy matrix measured so far."""
+
+    tasks_done: int = 0
+    acc_matrix: AccuracyMatrix = field(default_factory=dict)
+
+
+@dataclass
+class TaskStream:
+    """The tasks in training order, with their training data and the data each is evaluated on."""
+
+    names: List[str]
+    train: Mapping[str, TaskData]
+    evaluation: Mapping[str, TaskData]
+    batch_size: int
+    device: torch.device
+
+    def train_loader(self, *names: str) -> TaskLoader:
+        return TaskLoader([self.train[name] for name in names], self.batch_size, shuffle=True, device=self.device)
+
+    def eval_loader(self, name: str) -> TaskLoader:
+        return TaskLoader(self.evaluation[name], self.batch_size, shuffle=False, device=self.device)
+
+    def evaluate(self, agent: NormalNN, names: List[str]) -> dict:
+        """``{task: accuracy %}`` of ``agent`` on each of ``names``."""
+        return {name: agent.evaluate(self.eval_loader(name)) for name in names}
+
+
+class Hooks:
+    """What a protocol calls back; each does nothing here."""
+
+    def before_task(self, name: str) -> None:
+        """Before a task of ``learn_sequentially`` trains (twice for a task resumed in its middle)."""
+
+    def after_epoch(self, report: EpochReport) -> None:
+        """After every epoch of every task."""
+
+    def after_task(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
+        """After a task has trained and been evaluated (``accuracies``), with the progress already updated."""
+
+
+def learn_sequentially(agent: NormalNN, stream: TaskStream, progress: Progress, hooks: Hooks,
+                       only_current: bool = False) -> AccuracyMatrix:
+    """Train task after task; after each, evaluate every task seen so far (only the new one with ``only_current``)."""
+    for position in range(progress.tasks_done, len(stream.names)):
+        name = stream.names[position]
+        log.info("task %s (%d of %d)", name, position + 1, len(stream.names))
+        hooks.before_task(name)
+        agent.learn_task(name, stream.train_loader(name), on_epoch=hooks.after_epoch)
+        evaluated = [name] if only_current else stream.names[:position + 1]
+        progress.acc_matrix[name] = stream.evaluate(agent, evaluated)
+        progress.tasks_done = position + 1
+        hooks.after_task(f"task {name}", position + 1, progress.acc_matrix[name])
+    return progress.acc_matrix
+
+
+def learn_jointly(agent: NormalNN, stream: TaskStream, progress: Progress, hooks: Hooks) -> AccuracyMatrix:
+    """Train on the union of all tasks at once (each sample through its own task's head), then evaluate each task."""
+    if progress.tasks_done == 0:
+        heads = sorted({agent.head_of(name) for name in stream.names})
+        agent.learn_task(ALL_TASKS, stream.train_loader(*stream.names), heads=heads, on_epoch=hooks.after_epoch)
+        progress.acc_matrix[ALL_TASKS] = stream.evaluate(agent, stream.names)
+        progress.tasks_done = 1
+        hooks.after_task("joint training", 1, progress.acc_matrix[ALL_TASKS])
+    return progress.acc_matrix
+
+
+def learn_separately(new_agent: Callable[[], NormalNN], stream: TaskStream, progress: Progress, hooks: Hooks,
+                     agents: List[NormalNN]) -> AccuracyMatrix:
+    """A fresh model per task, each trained and evaluated on its own task only.
+
+    ``agents`` holds the models of the tasks already begun, in order (an interrupted run's); each new model is
+    appended to it before it trains.
+    """
+    acc_matrix = progress.acc_matrix
+    for position in range(progress.tasks_done, len(stream.names)):
+        name = stream.names[position]
+        log.info("separate model for task %s (%d of %d)", name, position + 1, len(stream.names))
+        if len(agents) == position:
+            agents.append(new_agent())
+        agents[position].learn_task(name, stream.train_loader(name), on_epoch=hooks.after_epoch)
+        own_accuracy = agents[position].evaluate(stream.eval_loader(name))
+        acc_matrix[name] = {seen: acc_matrix[seen][seen] for seen in stream.names[:position]}
+        acc_matrix[name][name] = own_accuracy
+        progress.tasks_done = position + 1
+        hooks.after_task(f"task {name}", position + 1, acc_matrix[name])
+    return acc_matrix

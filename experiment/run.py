@@ -1,0 +1,110 @@
+"""One run: the whole task sequence, for one sparsity weight and one repeat, under the chosen protocol."""
+import logging
+import os
+from typing import Callable, List, Mapping, Optional, Tuple
+
+from agents import NormalNN
+from agents.default import EpochReport
+from agents.model_size import individual_models_size_mb
+from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
+from evaluation.results import run_record
+from experiment.builders import (build_tasks, evaluation_splits, experiment_name, image_size, make_agent,
+                                 output_dims, task_order)
+from experiment.checkpoints import Position
+from experiment.protocols import (Hooks, Progress, TaskStream, learn_jointly, learn_separately,
+                                  learn_sequentially)
+from models import svd_layers
+from utils.errors import UserError
+from utils.runtime import restore_rng, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def ranks_of(agent: NormalNN) -> List[int]:
+    return [layer.rank for layer in svd_layers(agent.model)]
+
+
+class Run(Hooks):
+    """Repeat ``repeat`` of the experiment with sparsity weight ``sparse_wt``, seeded with ``--seed`` + ``repeat``.
+
+    An interrupted run is continued from ``position`` (tasks done, accuracies, agents' training states) and the
+    random generators' state ``rng`` saved with it. ``position`` is kept up to date, and ``save_position(optional)``
+    called, after every task and (optional) every epoch. Loss terms and accuracies go to the text log and to
+    TensorBoard under ``runs/<experiment>/run<repeat>/``.
+    """
+
+    def __init__(self, args, sparse_wt: float, repeat: int, device, data, position: Position,
+                 save_position: Callable[[bool], None], rng: Optional[dict] = None):
+        self.args, self.sparse_wt, self.repeat, self.device = args, sparse_wt, repeat, device
+        self.position, self.save_position, self.rng = position, save_position, rng
+        seed_everything(args.seed + repeat)
+        train_splits, test_splits, self.task_output_space = build_tasks(args, data)
+        self.stream = TaskStream(task_order(args, list(train_splits)), train_splits,
+                                 evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
+        self.image_size = image_size(train_splits)
+        self.out_dim = output_dims(args, self.task_output_space)
+        self.progress = Progress(position.tasks_done, position.acc_matrix)
+        self.agents: List[NormalNN] = []
+        self.loggers = Loggers([])
+        if position.agents and position.task_order != self.stream.names:
+            raise UserError(f"--resume: the checkpoint's task order {' '.join(position.task_order)} is not the one "
+                            f"these flags give, {' '.join(self.stream.names)}")
+
+    def new_agent(self, state: Optional[dict] = None) -> NormalNN:
+        """A fresh agent, or one continued from a saved training ``state``."""
+        agent = make_agent(self.args, self.device, self.image_size, self.out_dim, self.sparse_wt,
+                           state=state and state["model"], source="the checkpoint")
+        if state is not None:
+            agent.load_training_state(state)
+        return agent
+
+    def train(self) -> Tuple[dict, List[NormalNN]]:
+        """Train (the rest of) the sequence; returns the run's results record and its agents."""
+        args = self.args
+        directory = os.path.join("runs", experiment_name(args.exp_name, self.sparse_wt), f"run{self.repeat}")
+        self.loggers = Loggers([TextLogger(), TensorBoardLogger(directory)])
+        try:
+            self.agents.extend(self.new_agent(state) for state in self.position.agents)
+            if self.agents:
+                restore_rng(self.rng)
+            if args.ind_models:
+                acc_matrix = learn_separately(self.new_agent, self.stream, self.progress, self, self.agents)
+            else:
+                if not self.agents:
+                    self.agents.append(self.new_agent())
+                if args.offline_training:
+                    acc_matrix = learn_jointly(self.agents[0], self.stream, self.progress, self)
+                else:
+                    acc_matrix = learn_sequentially(self.agents[0], self.stream, self.progress, self,
+                                                    only_current=args.single_tasks)
+        finally:
+            self.loggers.close()
+        last = self.agents[-1]
+        model_size = sum(agent.model_size_mb() for agent in self.agents)
+        record = run_record(acc_matrix, getattr(last, "chann_used", {}), ranks_of(last), model_size,
+                            individual_models_size_mb(last.model, len(self.stream.names)))
+        return record, self.agents
+
+    # --- hooks ----------------------------------------------------------------------------------------------
+    def before_task(self, name: str) -> None:
+        """``--incremental_class``: the shared head's outputs of the classes seen so far, this task's included."""
+        if self.args.incremental_class:
+            seen = self.stream.names[:self.stream.names.index(name) + 1]
+            self.agents[0].set_valid_output_dim(sum(self.task_output_space[task] for task in seen))
+
+    def after_epoch(self, report: EpochReport) -> None:
+        for step, terms in report.losses:
+            self.loggers.log_losses(report.task, report.epoch, step, terms)
+        self.checkpoint(end_of_epoch=True)
+
+    def after_task(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
+        self.loggers.log_accuracies(label, step, accuracies)
+        self.checkpoint()
+
+    def checkpoint(self, end_of_epoch: bool = False) -> None:
+        """Bring ``position`` up to date and hand it to ``save_position`` (optional at the end of an epoch)."""
+        position = self.position
+        position.task_order = list(self.stream.names)
+        position.tasks_done, position.acc_matrix = self.progress.tasks_done, self.progress.acc_matrix
+        position.agents = [agent.training_state() for agent in self.agents]
+        self.save_position(end_of_epoch)

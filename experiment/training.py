@@ -1,0 +1,103 @@
+"""Training as the driver runs it: every ``--sparse_wt`` experiment, ``--repeat`` runs each, checkpointed as it goes
+and resumable (``--resume``), with its results files and saved models."""
+import logging
+import os
+from typing import List, Optional, Tuple
+
+from agents import NormalNN
+from dataloaders import split_boundaries
+from evaluation.results import format_table, final_record_path, write_final_record, write_run_record
+from experiment.builders import MULTIDATASET, experiment_name
+from experiment.checkpoints import Position, RunCheckpoints, check_same_settings, exclusive_run
+from experiment.run import Run, ranks_of
+from experiment.saved_model import save_checkpoint
+from utils.errors import UserError
+from utils.files import atomic_torch_save
+
+log = logging.getLogger(__name__)
+
+
+def save_agents(agents: List[NormalNN], directory: str) -> None:
+    """The published checkpoint files; with ``--ind_models`` one folder ``task<name>/`` per task's model."""
+    if len(agents) > 1:
+        for agent in agents:
+            save_agent(agent, os.path.join(directory, f"task{agent.tasks_trained[0]}"))
+    else:
+        save_agent(agents[0], directory)
+
+
+def save_agent(agent: NormalNN, directory: str) -> None:
+    if hasattr(agent, "task_identifiers"):
+        save_checkpoint(directory, agent.model.state_dict(), ranks_of(agent), agent.task_identifiers,
+                        agent.task_name_count, agent.chann_used, agent.running_stats)
+    else:
+        atomic_torch_save(agent.model.state_dict(), os.path.join(directory, "final_model.pth"))
+
+
+def refuse_to_clobber(args) -> None:
+    """A finished experiment's results are kept unless ``--overwrite`` is given."""
+    for sparse_wt in args.sparse_wt:
+        final = final_record_path(experiment_name(args.exp_name, sparse_wt))
+        if os.path.exists(final):
+            raise UserError(f"{final} holds a finished experiment: choose another --exp_name, or pass --overwrite "
+                            f"to replace it")
+
+
+def start_position(args, checkpoints: RunCheckpoints) -> Tuple[Position, Optional[dict]]:
+    """Where training starts, and the random generators' state there: the beginning (None: seeded as usual), or
+    with ``--resume`` the latest checkpoint of an interrupted run.
+
+    Without ``--overwrite``, a fresh start never replaces a finished experiment or an interrupted run's checkpoints.
+    """
+    if args.overwrite:
+        checkpoints.clear()
+        return Position(), None
+    checkpoint = checkpoints.latest()
+    if checkpoint is None:
+        refuse_to_clobber(args)
+        if args.resume:
+            log.info("--resume: no checkpoint in %s, starting from the beginning", checkpoints.directory)
+        return Position(), None
+    if not args.resume:
+        raise UserError(f"{checkpoints.directory} holds an interrupted run of --exp_name {args.exp_name}: pass "
+                        f"--resume to continue it, or --overwrite to start over")
+    check_same_settings(checkpoint["args"], args, checkpoint["path"])
+    position = checkpoint["position"]
+    log.info("resuming from %s: sparse_wt %s, repeat %d, %d task(s) done", checkpoint["path"],
+             args.sparse_wt[min(position.experiment, len(args.sparse_wt) - 1)], position.repeat, position.tasks_done)
+    return position, checkpoint["rng"]
+
+
+def train_sweep(args, device, data, checkpoints: RunCheckpoints, position: Position,
+                rng: Optional[dict]) -> List[str]:
+    """Every ``--sparse_wt`` experiment, ``--repeat`` runs each, from ``position`` on and checkpointed as it goes;
+    returns the tables."""
+    def save_position(optional: bool = False) -> None:
+        checkpoints.save(args, position, optional)
+
+    for index in range(position.experiment, len(args.sparse_wt)):
+        experiment = experiment_name(args.exp_name, args.sparse_wt[index])
+        while position.repeat < args.repeat:
+            run = Run(args, args.sparse_wt[index], position.repeat, device, data, position, save_position, rng)
+            record, agents = run.train()
+            rng = None
+            write_run_record(experiment, position.repeat, record)
+            save_agents(agents, os.path.join("saves", experiment))
+            position.finish_repeat(record)
+            save_position()
+        write_final_record(experiment, position.runs)
+        position.finish_experiment(experiment)
+        save_position()
+    checkpoints.clear()
+    return [format_table(experiment, runs) for experiment, runs in position.finished.items()]
+
+
+def train(args, device, data) -> List[str]:
+    """Train every experiment of the flags (or continue an interrupted sweep); returns the tables to print."""
+    if args.dataset != MULTIDATASET and args.n_permutation == 0:  # bad split sizes stop before anything is touched
+        split_boundaries(data[0].num_classes, args.first_split_size, args.other_split_size)
+    with exclusive_run(os.path.join("saves", args.exp_name), args.exp_name):
+        checkpoints = RunCheckpoints(os.path.join("saves", args.exp_name, "checkpoints"),
+                                     interval=args.checkpoint_interval)
+        position, rng = start_position(args, checkpoints)
+        return train_sweep(args, device, data, checkpoints, position, rng)
