@@ -1,7 +1,7 @@
 """Tasks, models and agents from the driver's flags."""
 import random
-from dataclasses import fields
-from typing import Dict, List, Optional
+from dataclasses import dataclass, fields
+from typing import Dict, List, Mapping, Optional
 
 import torch
 
@@ -16,9 +16,22 @@ MULTIDATASET = "multidataset"
 """``--dataset`` name of the 5-dataset sequence."""
 
 
-def experiment_name(exp_name: str, sparse_wt: float) -> str:
-    """The folder name of one ``--sparse_wt`` experiment under ``results/``, ``saves/`` and ``runs/``."""
-    return f"{exp_name}_sparse_wt{sparse_wt}"
+SWEPT_FLAGS = ("sparse_wt",)
+"""Flags that take several values, one experiment each; an agent gets one value through its ``Setting``."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One experiment of a sweep: its name (its folder under ``results/``, ``saves/`` and ``runs/``) and the agent
+    settings it gives a value of its own."""
+
+    name: str
+    overrides: Mapping[str, float]
+
+
+def sweep_settings(args) -> List[Setting]:
+    """The experiments the flags ask for, in order: one per ``--sparse_wt`` value, ``<exp_name>_sparse_wt<w>``."""
+    return [Setting(f"{args.exp_name}_sparse_wt{weight}", {"sparse_wt": weight}) for weight in args.sparse_wt]
 
 
 def load_data(args):
@@ -68,20 +81,20 @@ def evaluation_splits(args, train_splits, test_splits):
     return train_splits if args.eval_on_train_set else test_splits
 
 
-def agent_settings(settings_class: type, args, device: torch.device, **overrides):
-    """The agent's own ``Settings``, each field from the flag of the same name; ``device`` and channels-last (on the
-    CPU) from the device; ``overrides`` for the fields the agent has (e.g. this experiment's ``sparse_wt``)."""
+def agent_settings(settings_class: type, args, device: torch.device, overrides: Mapping[str, float]):
+    """The agent's own ``Settings``, each field from the flag of the same name (a swept flag's from ``overrides``,
+    the experiment's own value, or the field's default); ``device`` and channels-last (on the CPU) from the device."""
     names = {field.name for field in fields(settings_class)}
-    values = {name: getattr(args, name) for name in names if hasattr(args, name)}
+    values = {name: getattr(args, name) for name in names if hasattr(args, name) and name not in SWEPT_FLAGS}
     values.update(device=str(device), channels_last=device.type == "cpu")
     values.update({name: value for name, value in overrides.items() if name in names})
     return settings_class(**values)
 
 
-def make_agent(args, device: torch.device, image_size: int, out_dim: Dict[str, int], sparse_wt: float,
-               state: Optional[dict] = None, source: str = "") -> NormalNN:
-    """Model and agent from the flags; the model starts from ``state`` (or ``--model_weights``) when given, built
-    with the ranks that state's SVD layers have."""
+def make_agent(args, device: torch.device, image_size: int, out_dim: Dict[str, int],
+               overrides: Mapping[str, float], state: Optional[dict] = None, source: str = "") -> NormalNN:
+    """Model and agent from the flags and an experiment's ``overrides`` (``Setting``); the model starts from
+    ``state`` (or ``--model_weights``) when given, built with the ranks that state's SVD layers have."""
     if state is None and args.model_weights:
         state, source = read_state(args.model_weights), args.model_weights
     model = build_model(args.model_type, args.model_name, image_size=image_size)
@@ -97,4 +110,4 @@ def make_agent(args, device: torch.device, image_size: int, out_dim: Dict[str, i
     if state is not None:
         load_state(model, state, source)
     cls = agent_class(args.agent_type, args.agent_name)
-    return cls(model, agent_settings(cls.Settings, args, device, sparse_wt=sparse_wt))
+    return cls(model, agent_settings(cls.Settings, args, device, overrides))

@@ -1,7 +1,7 @@
 """Checkpoints of a training run in progress, so that ``--resume`` continues it exactly where it stopped.
 
 A checkpoint is one ``.pth`` file holding a dict: ``format``, the run's settings (``args``), its ``position`` (a
-:class:`Position` as a dict: where the sweep over ``--sparse_wt`` and ``--repeat`` stands, the accuracies so far and
+:class:`Position` as a dict: where the sweep over its experiments and ``--repeat`` stands, the accuracies so far and
 every agent's training state) and the state of every random generator (``rng``). Each is written atomically into
 ``saves/<exp_name>/checkpoints/checkpoint-<n>.pth``; only the latest ``KEEP`` are kept.
 
@@ -37,7 +37,7 @@ CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)\.pth")
 
 @dataclass
 class Position:
-    """Where a sweep stands: experiment ``experiment`` (an index into ``--sparse_wt``), its repeat ``repeat``.
+    """Where a sweep stands: experiment ``experiment`` (an index into ``sweep_settings``), its repeat ``repeat``.
 
     ``finished`` holds the run records of the experiments done, by name; ``runs`` those of the current experiment's
     finished repeats. ``task_order``, ``tasks_done``, ``acc_matrix`` and ``agents`` (training states) are the current
@@ -60,7 +60,7 @@ class Position:
         self.task_order, self.tasks_done, self.acc_matrix, self.agents = [], 0, {}, []
 
     def finish_experiment(self, name: str) -> None:
-        """Every repeat of the current experiment (``name``) is done: on to the next ``--sparse_wt``."""
+        """Every repeat of the current experiment (``name``) is done: on to the next experiment."""
         self.finished[name] = self.runs
         self.experiment, self.repeat, self.runs = self.experiment + 1, 0, []
 

@@ -24,7 +24,7 @@ def evaluate_checkpoint(args, device, data) -> dict:
     if svd_ranks(pieces["state_dict"]) != list(pieces["rank"]):
         raise UserError(f"{directory}/rank.pth {list(pieces['rank'])} disagrees with the ranks of final_model.pth "
                         f"{svd_ranks(pieces['state_dict'])}")
-    agent = make_agent(args, device, image_size(train_splits), output_dims(args, task_output_space), 0.0,
+    agent = make_agent(args, device, image_size(train_splits), output_dims(args, task_output_space), {},
                        state=pieces["state_dict"], source=f"{directory}/final_model.pth")
     if not hasattr(agent, "load_continual_state"):
         raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")

@@ -8,8 +8,8 @@ from agents.default import EpochReport
 from agents.model_size import individual_models_size_mb
 from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
 from evaluation.results import run_record
-from experiment.builders import (build_tasks, evaluation_splits, experiment_name, image_size, make_agent,
-                                 output_dims, task_order)
+from experiment.builders import (Setting, build_tasks, evaluation_splits, image_size, make_agent, output_dims,
+                                 task_order)
 from experiment.checkpoints import Position
 from experiment.protocols import (Hooks, Progress, TaskStream, learn_jointly, learn_separately,
                                   learn_sequentially)
@@ -25,17 +25,17 @@ def ranks_of(agent: NormalNN) -> List[int]:
 
 
 class Run(Hooks):
-    """Repeat ``repeat`` of the experiment with sparsity weight ``sparse_wt``, seeded with ``--seed`` + ``repeat``.
+    """Repeat ``repeat`` of the experiment ``setting``, seeded with ``--seed`` + ``repeat``.
 
     An interrupted run is continued from ``position`` (tasks done, accuracies, agents' training states) and the
     random generators' state ``rng`` saved with it. ``position`` is kept up to date, and ``save_position(optional)``
     called, after every task and (optional) every epoch. Loss terms and accuracies go to the text log and to
-    TensorBoard under ``runs/<experiment>/run<repeat>/``.
+    TensorBoard under ``runs/<setting name>/run<repeat>/``.
     """
 
-    def __init__(self, args, sparse_wt: float, repeat: int, device, data, position: Position,
+    def __init__(self, args, setting: Setting, repeat: int, device, data, position: Position,
                  save_position: Callable[[bool], None], rng: Optional[dict] = None):
-        self.args, self.sparse_wt, self.repeat, self.device = args, sparse_wt, repeat, device
+        self.args, self.setting, self.repeat, self.device = args, setting, repeat, device
         self.position, self.save_position, self.rng = position, save_position, rng
         seed_everything(args.seed + repeat)
         train_splits, test_splits, self.task_output_space = build_tasks(args, data)
@@ -52,7 +52,7 @@ class Run(Hooks):
 
     def new_agent(self, state: Optional[dict] = None) -> NormalNN:
         """A fresh agent, or one continued from a saved training ``state``."""
-        agent = make_agent(self.args, self.device, self.image_size, self.out_dim, self.sparse_wt,
+        agent = make_agent(self.args, self.device, self.image_size, self.out_dim, self.setting.overrides,
                            state=state and state["model"], source="the checkpoint")
         if state is not None:
             agent.load_training_state(state)
@@ -61,7 +61,7 @@ class Run(Hooks):
     def train(self) -> Tuple[dict, List[NormalNN]]:
         """Train (the rest of) the sequence; returns the run's results record and its agents."""
         args = self.args
-        directory = os.path.join("runs", experiment_name(args.exp_name, self.sparse_wt), f"run{self.repeat}")
+        directory = os.path.join("runs", self.setting.name, f"run{self.repeat}")
         self.loggers = Loggers([TextLogger(), TensorBoardLogger(directory)])
         try:
             self.agents.extend(self.new_agent(state) for state in self.position.agents)

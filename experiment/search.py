@@ -68,11 +68,13 @@ def run_search(args, device, data) -> str:
     out_dim = output_dims(args, task_output_space)
     size = image_size(train_splits)
     if args.model_weights:
-        trained = make_agent(args, device, size, out_dim, args.sparse_wt[0])
+        trained = make_agent(args, device, size, out_dim, {"sparse_wt": args.sparse_wt[0]})
         name, parameter, points = "e_search", "energy_sv", energy_search(trained, stream, *args.e_search)
     else:
-        points = sparsity_search(lambda weight: make_agent(args, device, size, out_dim, weight), stream,
-                                 *args.sp_wt_search)
+        def agent_of(weight: float) -> NormalNN:
+            return make_agent(args, device, size, out_dim, {"sparse_wt": weight})
+
+        points = sparsity_search(agent_of, stream, *args.sp_wt_search)
         name, parameter = "sp_wt_search", "sparse_wt"
     return write_search([asdict(point) for point in points], name, parameter,
                         results_directory(f"{args.exp_name}_{name}"))

@@ -1,4 +1,4 @@
-"""Training as the driver runs it: every ``--sparse_wt`` experiment, ``--repeat`` runs each, checkpointed as it goes
+"""Training as the driver runs it: every experiment of the sweep (``--sparse_wt``), ``--repeat`` runs each, checkpointed as it goes
 and resumable (``--resume``), with its results files and saved models."""
 import logging
 import os
@@ -7,7 +7,7 @@ from typing import List, Optional, Tuple
 from agents import NormalNN
 from dataloaders import split_boundaries
 from evaluation.results import format_table, final_record_path, write_final_record, write_run_record
-from experiment.builders import MULTIDATASET, experiment_name
+from experiment.builders import MULTIDATASET, sweep_settings
 from experiment.checkpoints import Position, RunCheckpoints, check_same_settings, exclusive_run
 from experiment.run import Run, ranks_of
 from experiment.saved_model import save_checkpoint
@@ -36,8 +36,8 @@ def save_agent(agent: NormalNN, directory: str) -> None:
 
 def refuse_to_clobber(args) -> None:
     """A finished experiment's results are kept unless ``--overwrite`` is given."""
-    for sparse_wt in args.sparse_wt:
-        final = final_record_path(experiment_name(args.exp_name, sparse_wt))
+    for setting in sweep_settings(args):
+        final = final_record_path(setting.name)
         if os.path.exists(final):
             raise UserError(f"{final} holds a finished experiment: choose another --exp_name, or pass --overwrite "
                             f"to replace it")
@@ -63,22 +63,24 @@ def start_position(args, checkpoints: RunCheckpoints) -> Tuple[Position, Optiona
                         f"--resume to continue it, or --overwrite to start over")
     check_same_settings(checkpoint["args"], args, checkpoint["path"])
     position = checkpoint["position"]
-    log.info("resuming from %s: sparse_wt %s, repeat %d, %d task(s) done", checkpoint["path"],
-             args.sparse_wt[min(position.experiment, len(args.sparse_wt) - 1)], position.repeat, position.tasks_done)
+    settings = sweep_settings(args)
+    log.info("resuming from %s: %s, repeat %d, %d task(s) done", checkpoint["path"],
+             settings[min(position.experiment, len(settings) - 1)].name, position.repeat, position.tasks_done)
     return position, checkpoint["rng"]
 
 
 def train_sweep(args, device, data, checkpoints: RunCheckpoints, position: Position,
                 rng: Optional[dict]) -> List[str]:
-    """Every ``--sparse_wt`` experiment, ``--repeat`` runs each, from ``position`` on and checkpointed as it goes;
-    returns the tables."""
+    """Every experiment of ``sweep_settings``, ``--repeat`` runs each, from ``position`` on and checkpointed as it
+    goes; returns the tables."""
     def save_position(optional: bool = False) -> None:
         checkpoints.save(args, position, optional)
 
-    for index in range(position.experiment, len(args.sparse_wt)):
-        experiment = experiment_name(args.exp_name, args.sparse_wt[index])
+    settings = sweep_settings(args)
+    for setting in settings[position.experiment:]:
+        experiment = setting.name
         while position.repeat < args.repeat:
-            run = Run(args, args.sparse_wt[index], position.repeat, device, data, position, save_position, rng)
+            run = Run(args, setting, position.repeat, device, data, position, save_position, rng)
             record, agents = run.train()
             rng = None
             write_run_record(experiment, position.repeat, record)
