@@ -4,11 +4,10 @@ The flags and their defaults are those of the published code; see README.md for 
 """
 import argparse
 import logging
+import os
 import signal
 import sys
 from typing import List
-
-import torch
 
 from agents import AGENT_TYPES
 from agents.optim import check_optimizer
@@ -19,7 +18,7 @@ from experiment.search import run_search
 from experiment.training import train
 from models import model_builders
 from utils.errors import UserError
-from utils.runtime import pick_device
+from utils.runtime import configure_cudnn, pick_device
 
 log = logging.getLogger("iBatchLearn")
 
@@ -37,8 +36,10 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--gpuid", nargs="+", type=int, default=[0], help="GPU id; -1 runs on the CPU")
     add("--perp_wt", type=float, default=1.0, help="weight of the orthogonality loss of N and C")
     add("--sparse_wt", nargs="+", type=float, default=[0.01], help="weight(s) of the sparsity loss; one experiment each")
-    add("--e_search", nargs="+", type=float, default=[3e-5, 3e-2], help="energy range searched with --debug")
-    add("--sp_wt_search", nargs="+", type=float, default=[0.1, 0.9], help="sparsity weights searched with --debug")
+    add("-e_search", "--e_search", nargs="+", type=float, default=[3e-5, 3e-2],
+        help="energy range searched with --debug (20 evenly spaced values)")
+    add("-sp_wt_search", "--sp_wt_search", nargs="+", type=float, default=[0.1, 0.9],
+        help="sparsity weights searched with --debug (10 evenly spaced values)")
     add("-e", "--energy_sv", type=float, default=3e-5, help="energy fraction of a task's new components pruned")
     add("--reg_type_svd", type=str, default="Hoyer", help="sparsity loss on singular values: Hoyer, Hoyer-Square, L1")
     add("--model_type", type=str, default="customnet_SVD", help="module of models/ holding the model")
@@ -83,7 +84,8 @@ def get_args(argv=None) -> argparse.Namespace:
         help="seconds between checkpoints at the end of an epoch (0: every epoch); ends of tasks always checkpoint")
     add("--prev_sing", action="store_true", help="count the frozen components' energy when pruning")
     add("--grow_network", action="store_true", help="add components when a layer runs short of free ones")
-    add("--benchmark", action="store_true", help="torch.backends.cudnn.benchmark")
+    add("--benchmark", action="store_true",
+        help="reproducible cuDNN: deterministic algorithms, no autotuning (as published; runs are seeded either way)")
     add("--amp", action="store_true", help="bfloat16 autocast of the forward pass (for CUDA; changes the numbers)")
     add("--compile", action="store_true", help="torch.compile the training forward pass, once per task (for CUDA)")
     add("--save_running_stats", action="store_true", help="BatchNorm statistics per task (models with BatchNorm)")
@@ -98,15 +100,46 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def check_args(args: argparse.Namespace) -> None:
     """One-line errors for values that cannot work."""
-    for flag, values in (("e_search", args.e_search), ("sp_wt_search", args.sp_wt_search)):
-        if len(values) != 2 or not 0 <= values[0] < values[1]:
-            raise UserError(f"--{flag} takes two values LOW HIGH with 0 <= LOW < HIGH")
+    if len(args.e_search) != 2 or not 0 <= args.e_search[0] < args.e_search[1] < 1:
+        raise UserError("--e_search takes two energies LOW HIGH with 0 <= LOW < HIGH < 1")
+    if len(args.sp_wt_search) != 2 or not 0 <= args.sp_wt_search[0] < args.sp_wt_search[1]:
+        raise UserError("--sp_wt_search takes two sparsity weights LOW HIGH with 0 <= LOW < HIGH")
     if args.debug and args.agent_type != "SVDNet":
         raise UserError("the --debug searches measure components kept: they need --agent_type SVDNet")
-    if args.debug and args.model_weights and not 0 < args.e_search[0]:
-        raise UserError("--e_search energies must be positive (they are spaced logarithmically)")
+    check_names(args)
+    check_numbers(args)
+    if args.incremental_class and args.force_out_dim <= 0:
+        raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of classes "
+                        "(and --no_class_remap to keep the dataset's labels)")
+    if args.resume and (args.overwrite or args.loadmodel or args.debug):
+        raise UserError("--resume continues an interrupted training run: not with --overwrite, --loadmodel or --debug")
+    if sum((args.ind_models, args.offline_training)) > 1:
+        raise UserError("--ind_models and --offline_training are different protocols: choose one")
+    if len(args.reg_coef) > 1:
+        raise UserError("only one --reg_coef value is supported")
+    if len(args.gpuid) > 1:
+        raise UserError(f"--gpuid takes one device id (a run uses one device), got {' '.join(map(str, args.gpuid))}")
+
+
+def check_names(args: argparse.Namespace) -> None:
+    """Known dataset, model, agent and optimizer; an experiment name that is one folder name."""
     if args.dataset not in (*DATASETS, MULTIDATASET):
         raise UserError(f"unknown dataset {args.dataset!r}: choose one of {', '.join((*DATASETS, MULTIDATASET))}")
+    if args.model_name not in model_builders(args.model_type):
+        raise UserError(f"unknown --model_name {args.model_name!r} for --model_type {args.model_type}; "
+                        f"valid: {', '.join(sorted(model_builders(args.model_type)))}")
+    if args.agent_name not in AGENT_TYPES.get(args.agent_type, ()):
+        raise UserError(f"unknown --agent_type/--agent_name {args.agent_type}/{args.agent_name}; valid: "
+                        f"{', '.join(f'{t}/{n}' for t, names in AGENT_TYPES.items() for n in names)}")
+    check_optimizer(args.optimizer, args.momentum, args.weight_decay)
+    name = args.exp_name
+    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+        raise UserError(f"--exp_name must be one folder name (it names folders under results/ and saves/), got "
+                        f"{name!r}")
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Numbers in their ranges."""
     if not 0 < args.energy_sv < 1:
         raise UserError(f"--energy_sv must lie in (0, 1), got {args.energy_sv}")
     if any(b <= a for a, b in zip(args.schedule, args.schedule[1:])) or args.schedule[0] <= 0:
@@ -118,22 +151,13 @@ def check_args(args: argparse.Namespace) -> None:
     for flag in ("batch_size", "repeat", "print_freq"):
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
-    if args.incremental_class and args.force_out_dim <= 0:
-        raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of classes "
-                        "(and --no_class_remap to keep the dataset's labels)")
-    if args.resume and (args.overwrite or args.loadmodel or args.debug):
-        raise UserError("--resume continues an interrupted training run: not with --overwrite, --loadmodel or --debug")
-    if sum((args.ind_models, args.offline_training)) > 1:
-        raise UserError("--ind_models and --offline_training are different protocols: choose one")
-    if len(args.reg_coef) > 1:
-        raise UserError("only one --reg_coef value is supported")
-    if args.model_name not in model_builders(args.model_type):
-        raise UserError(f"unknown --model_name {args.model_name!r} for --model_type {args.model_type}; "
-                        f"valid: {', '.join(sorted(model_builders(args.model_type)))}")
-    if args.agent_name not in AGENT_TYPES.get(args.agent_type, ()):
-        raise UserError(f"unknown --agent_type/--agent_name {args.agent_type}/{args.agent_name}; valid: "
-                        f"{', '.join(f'{t}/{n}' for t, names in AGENT_TYPES.items() for n in names)}")
-    check_optimizer(args.optimizer)
+    for flag, values in (("sparse_wt", args.sparse_wt), ("perp_wt", [args.perp_wt])):
+        if any(value < 0 for value in values):
+            raise UserError(f"--{flag} must be 0 or more (a negative weight rewards what the loss penalises), got "
+                            f"{' '.join(map(str, values))}")
+    for flag in ("force_out_dim", "n_permutation"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag} must be 0 (off) or positive, got {getattr(args, flag)}")
 
 
 def run_experiments(args) -> List[str]:
@@ -141,7 +165,7 @@ def run_experiments(args) -> List[str]:
     tables to print."""
     check_args(args)
     device = pick_device(args.gpuid)
-    torch.backends.cudnn.benchmark = args.benchmark
+    configure_cudnn(reproducible=args.benchmark)
     if device.type == "cpu" and (args.amp or args.compile):
         log.warning("--amp and --compile are meant for CUDA: on a CPU they are usually slower (README, Speed)")
     if args.debug:

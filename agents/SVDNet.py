@@ -135,11 +135,11 @@ class SVDNet(NormalNN):
 
     @staticmethod
     def refill(layer: SVD_Conv2d, kept: torch.Tensor, rank: int) -> None:
-        """Components ``kept`` first, in order, then ``rank − len(kept)`` fresh random ones."""
-        N, C, Sigma = layer.fresh_components(rank)
-        n = len(kept)
-        N[:, :n], C[:n], Sigma[:n] = layer.N[:, kept], layer.C[kept], layer.Sigma[kept]
-        layer.set_components(N, C, Sigma)
+        """Components ``kept`` first, in order, then ``rank − len(kept)`` fresh random ones
+        (``SVD_Conv2d.fresh_components``, drawn as the published code draws them)."""
+        N, C, Sigma = layer.fresh_components(rank - len(kept))
+        layer.set_components(torch.cat([layer.N[:, kept], N], 1), torch.cat([layer.C[kept], C]),
+                             torch.cat([layer.Sigma[kept], Sigma]))
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def evaluate(self, loader) -> float:

@@ -5,22 +5,29 @@ import torch
 
 
 def prune_by_energy(sigma: torch.Tensor, start: int, energy_sv: float, prev_sing: bool = False) -> torch.Tensor:
-    """Mask over the new components ``sigma[start:]``: True for the ones that are kept.
+    """Mask over the new components ``sigma[start:]``: True for the ones that are kept (the published rule).
 
-    With ``e`` the squares of the new singular values sorted in descending order and ``E = Σ e`` their energy,
-    ``n`` is the smallest count (at least one) with ``E₀ + e₁ + … + eₙ ≥ (1 − energy_sv) · E`` where ``E₀ = 0``.
-    With ``prev_sing`` the frozen components ``sigma[:start]`` count too: ``E₀`` is their energy and is added to ``E``.
-    A new component is kept when ``|σ| ≥ √eₙ`` (ties with the threshold are kept).
+    With ``e₁ ≥ e₂ ≥ …`` the squares of the new singular values, ``T = Σ e`` their energy and ``E = 0`` (with
+    ``prev_sing``: ``E`` the frozen components' energy ``Σ σ[:start]²``, added to ``T``), count
+    ``while E / T < 1 − energy_sv: E += e_{n+1}; n += 1``. The threshold is ``√e_n``, or 0 when the loop never ran
+    (with ``prev_sing``, when the frozen energy alone reaches ``(1 − energy_sv)·T``). A new component is kept when
+    ``σ ≠ 0`` and ``|σ| ≥`` the threshold. The arithmetic is the published one: in ``sigma``'s dtype, a ratio
+    compared with ``1 − energy_sv``, the energies added one at a time, so a kept energy landing exactly on
+    ``(1 − energy_sv)·T`` stops the count there.
     """
-    new_energy = sigma[start:].detach().double() ** 2
-    if new_energy.numel() == 0 or new_energy.sum() == 0:
-        return torch.zeros_like(new_energy, dtype=torch.bool)
-    ordered = torch.sort(new_energy, descending=True).values
-    base = (sigma[:start].detach().double() ** 2).sum() if prev_sing else new_energy.new_zeros(())
-    total = ordered.sum() + base
-    reached = (base + torch.cumsum(ordered, 0)) >= (1 - energy_sv) * total
-    count = int(reached.nonzero()[0]) + 1 if reached.any() else ordered.numel()
-    return new_energy >= ordered[count - 1]
+    sigma = sigma.detach()
+    new = sigma[start:]
+    ordered = torch.sort(new ** 2, descending=True).values
+    if prev_sing:
+        energy, total = (sigma[:start] ** 2).sum(), (sigma ** 2).sum()
+    else:
+        energy, total = torch.zeros((), dtype=sigma.dtype, device=sigma.device), ordered.sum()
+    count = 0
+    while count < len(ordered) and bool(energy / total < 1 - energy_sv):
+        energy = energy + ordered[count]
+        count += 1
+    threshold = ordered[count - 1].sqrt() if count else torch.zeros((), dtype=sigma.dtype, device=sigma.device)
+    return (new != 0) & (new.abs() >= threshold)
 
 
 GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")

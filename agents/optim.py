@@ -15,17 +15,26 @@ def valid_optimizers() -> List[str]:
     return sorted(names + ["amsgrad"])
 
 
-def check_optimizer(name: str) -> None:
+MOMENTUM_OPTIMIZERS = ("SGD", "RMSprop")
+"""The optimizers given ``--momentum``."""
+
+
+def check_optimizer(name: str, momentum: float = 0.0, weight_decay: float = 0.0) -> None:
+    """A known ``--optimizer``; ``0 ≤ --momentum < 1`` where it is used; ``--weight_decay ≥ 0``."""
     if name not in valid_optimizers():
         raise UserError(f"unknown --optimizer {name!r}; valid: {', '.join(valid_optimizers())}")
+    if name in MOMENTUM_OPTIMIZERS and not 0 <= momentum < 1:
+        raise UserError(f"--momentum must lie in [0, 1) for --optimizer {name}, got {momentum}")
+    if not weight_decay >= 0:
+        raise UserError(f"--weight_decay must be 0 or more, got {weight_decay}")
 
 
 def make_optimizer(params: Iterable[nn.Parameter], name: str, lr: float, momentum: float,
                    weight_decay: float) -> torch.optim.Optimizer:
     """``torch.optim.<name>`` with lr and weight decay; momentum for SGD/RMSprop; ``amsgrad`` is Adam(amsgrad)."""
-    check_optimizer(name)
+    check_optimizer(name, momentum, weight_decay)
     kwargs = {"lr": lr, "weight_decay": weight_decay}
-    if name in ("SGD", "RMSprop"):
+    if name in MOMENTUM_OPTIMIZERS:
         kwargs["momentum"] = momentum
     elif name == "Rprop":
         del kwargs["weight_decay"]

@@ -6,6 +6,7 @@ Both return ``(train_splits, test_splits, task_output_space)`` keyed by task nam
 """
 
 import dataclasses
+import random
 from dataclasses import dataclass
 
 import torch
@@ -104,18 +105,22 @@ def PermutedGen(
 ) -> tuple[dict[str, TaskData], dict[str, TaskData], dict[str, int]]:
     """Domain-incremental tasks: all classes in every task, task "i" > 1 under its own fixed pixel permutation.
 
-    Task "1" is unpermuted; each later task draws ``torch.randperm(H·W)`` (global torch RNG), applied
-    after normalisation by the task's transform. With ``remap_class`` task i's labels are offset by
+    As published: for every task i = 1 … n, ``random.shuffle`` (Python's generator) of ``list(range(C·H·W))``, C the
+    channels the network sees; task 1 keeps its images as they are (its draw is discarded), task i > 1 permutes
+    every input's C·H·W values, after normalisation, by its draw. With ``remap_class`` task i's labels are offset by
     (i − 1)·num_classes. ``task_output_space[name]`` is num_classes, as in GT-RIPL.
     """
     if n_permute <= 0:
         raise UserError(f"--n_permutation {n_permute}: the number of permuted tasks must be positive")
     num_classes = _num_classes(train_set, test_set)
-    height, width = train_set.images.shape[-2:]
+    channels, height, width = train_set.images.shape[1:]
+    values = (3 if train_set.transform.to_rgb else channels) * height * width
     train_splits, test_splits, task_output_space = {}, {}, {}
     for task in range(1, n_permute + 1):
         name = str(task)
-        permutation = torch.randperm(height * width) if task > 1 else None
+        order = list(range(values))
+        random.shuffle(order)
+        permutation = torch.tensor(order) if task > 1 else None
         label_offset = (task - 1) * num_classes if remap_class else 0
         for image_set, splits in ((train_set, train_splits), (test_set, test_splits)):
             transform = dataclasses.replace(image_set.transform, permutation=permutation)

@@ -54,8 +54,8 @@ class BatchTransform:
 
     In order: optional random crop and flip (``augment``; with ``crop_padding = 0`` flip only, never a
     crop); ``x / 255``; optional grey → RGB (``to_rgb``, C' = 3); ``(x − mean[c]) / std[c]`` per channel
-    (a single mean/std is broadcast over all channels); optional pixel permutation
-    ``x.view(B, C, H·W)[:, :, permutation]``.
+    (a single mean/std is broadcast over all channels); optional permutation of each input's values
+    ``x.view(B, C'·H·W)[:, permutation]``.
     """
 
     mean: tuple[float, ...] | list[float]
@@ -76,9 +76,8 @@ class BatchTransform:
         std = torch.tensor(self.std, dtype=torch.float32, device=inputs.device).view(1, -1, 1, 1)
         inputs = (inputs - mean) / std
         if self.permutation is not None:
-            batch_size, channels, height, width = inputs.shape
-            pixels = inputs.reshape(batch_size, channels, height * width)
-            inputs = pixels[:, :, self.permutation.to(inputs.device)].view(batch_size, channels, height, width)
+            values = inputs.reshape(inputs.shape[0], -1)[:, self.permutation.to(inputs.device)]
+            inputs = values.view(inputs.shape)
         return inputs
 
     def random_crop_and_flip(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

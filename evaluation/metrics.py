@@ -7,8 +7,13 @@ AccuracyMatrix = Dict[str, Dict[str, float]]
 
 
 def final_accuracies(acc_matrix: AccuracyMatrix) -> Dict[str, float]:
-    """The last row: every task's accuracy after the last task ({} before any task)."""
-    return dict(acc_matrix[list(acc_matrix)[-1]]) if acc_matrix else {}
+    """Every task's latest accuracy, in the order tasks were first evaluated: the last row when it holds every task
+    (sequential training), each task's own row under ``--single_tasks`` (published: each task evaluated right after
+    it was trained)."""
+    final: Dict[str, float] = {}
+    for row in acc_matrix.values():
+        final.update(row)
+    return final
 
 
 def average_accuracy(accuracies: Dict[str, float]) -> float:

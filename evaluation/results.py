@@ -31,15 +31,19 @@ def write_eval_record(name: str, record: dict) -> None:
     atomic_json_dump(record, os.path.join(results_directory(name), "output_eval.json"))
 
 
-def run_record(acc_matrix: AccuracyMatrix, channels, all_rank: Sequence[int], model_size: float,
-               dense_models_size: float) -> dict:
-    """``output_run<r>.json``: accuracy per task after the last task, their average, the components and size."""
+def run_record(acc_matrix: AccuracyMatrix, channels: Mapping[int, Sequence[int]], all_rank: Sequence[int],
+               final_rank: Sequence[int], model_size: float, dense_models_size: float) -> dict:
+    """``output_run<r>.json``: each task's final accuracy (``final_accuracies``), their average, the components each
+    task added per SVD layer (``channels``, by task index in training order), each SVD layer's rank by the formula
+    (``all_rank``, as published: divide by it for compression ratios) and at the end (``final_rank``), the model
+    size and that of one dense model per task (MB), and the accuracy matrix."""
     final = final_accuracies(acc_matrix)
     return {
         "acc": final,
         "avg_acc": average_accuracy(final),
         "channels": {str(task): list(used) for task, used in channels.items()},
         "all_rank": list(all_rank),
+        "final_rank": list(final_rank),
         "model_size": model_size,
         "dense_models_size": dense_models_size,
         "acc_matrix": acc_matrix,
@@ -47,7 +51,8 @@ def run_record(acc_matrix: AccuracyMatrix, channels, all_rank: Sequence[int], mo
 
 
 def final_record(runs: Sequence[Mapping]) -> dict:
-    """``output_final.json``: means over the repeats, with the standard deviation of the average accuracy."""
+    """``output_final.json``: means over the repeats, with the standard deviation of the average accuracy, and
+    ``chann`` (published): per task name, the components each layer gained for that task, averaged over the repeats."""
     averages = [run["avg_acc"] for run in runs]
     tasks = list(runs[0]["acc"])
     return {
@@ -57,8 +62,20 @@ def final_record(runs: Sequence[Mapping]) -> dict:
         "all_avg_acc": averages,
         "model_size": statistics.fmean(run["model_size"] for run in runs),
         "dense_models_size": statistics.fmean(run["dense_models_size"] for run in runs),
+        "chann": mean_channels_by_task(runs),
         "repeats": len(runs),
     }
+
+
+def mean_channels_by_task(runs: Sequence[Mapping]) -> dict:
+    """``{task name: [mean over the repeats of the components the task added to each layer]}``; a run's task names
+    are its accuracy matrix's rows (the tasks trained, in order), which its ``channels`` index."""
+    per_task: dict = {}
+    for run in runs:
+        for index, task in enumerate(run["acc_matrix"]):
+            if str(index) in run["channels"]:
+                per_task.setdefault(task, []).append(run["channels"][str(index)])
+    return {task: [statistics.fmean(layer) for layer in zip(*used)] for task, used in per_task.items()}
 
 
 def format_table(experiment: str, runs: Sequence[Mapping]) -> str:

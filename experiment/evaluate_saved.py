@@ -2,10 +2,10 @@
 head and BatchNorm statistics."""
 import os
 
-from agents.model_size import individual_models_size_mb
-from evaluation.results import format_table, run_record, write_eval_record
+from evaluation.results import format_table, write_eval_record
 from experiment.builders import build_tasks, evaluation_splits, image_size, load_data, make_agent, output_dims
 from experiment.protocols import TaskStream
+from experiment.run import results_record
 from experiment.saved_model import find_checkpoint, load_checkpoint, svd_ranks
 from utils.errors import UserError
 from utils.runtime import seed_everything
@@ -29,12 +29,11 @@ def evaluate_checkpoint(args, device, data) -> dict:
     if not hasattr(agent, "load_continual_state"):
         raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
     agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
-    agent.load_running_stats(pieces["running_stats"], f"{directory}/running_stats.pth")
+    agent.load_running_stats(pieces["running_stats"], f"{directory}/batchnorm.pth")
     names = agent.tasks_trained
     stream = TaskStream(names, train_splits, evaluation_splits(args, train_splits, test_splits), args.batch_size,
                         device)
-    return run_record({names[-1]: stream.evaluate(agent, names)}, agent.chann_used, list(pieces["rank"]),
-                      agent.model_size_mb(), individual_models_size_mb(agent.model, len(names)))
+    return results_record({names[-1]: stream.evaluate(agent, names)}, [agent], len(names))
 
 
 def evaluate_saved_model(args, device) -> str:

@@ -87,9 +87,9 @@ def learn_jointly(agent: NormalNN, stream: TaskStream, progress: Progress, hooks
     return progress.acc_matrix
 
 
-def learn_separately(new_agent: Callable[[], NormalNN], stream: TaskStream, progress: Progress, hooks: Hooks,
+def learn_separately(new_agent: Callable[[str], NormalNN], stream: TaskStream, progress: Progress, hooks: Hooks,
                      agents: List[NormalNN]) -> AccuracyMatrix:
-    """A fresh model per task, each trained and evaluated on its own task only.
+    """A fresh model per task (``new_agent(task)``), each trained and evaluated on its own task only.
 
     ``agents`` holds the models of the tasks already begun, in order (an interrupted run's); each new model is
     appended to it before it trains.
@@ -99,7 +99,7 @@ def learn_separately(new_agent: Callable[[], NormalNN], stream: TaskStream, prog
         name = stream.names[position]
         log.info("separate model for task %s (%d of %d)", name, position + 1, len(stream.names))
         if len(agents) == position:
-            agents.append(new_agent())
+            agents.append(new_agent(name))
         agents[position].learn_task(name, stream.train_loader(name), on_epoch=hooks.after_epoch)
         own_accuracy = agents[position].evaluate(stream.eval_loader(name))
         acc_matrix[name] = {seen: acc_matrix[seen][seen] for seen in stream.names[:position]}

@@ -1,12 +1,13 @@
 """One run: the whole task sequence, for one sparsity weight and one repeat, under the chosen protocol."""
 import logging
 import os
-from typing import Callable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from agents import NormalNN
 from agents.default import EpochReport
 from agents.model_size import individual_models_size_mb
 from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
+from evaluation.metrics import AccuracyMatrix
 from evaluation.results import run_record
 from experiment.builders import (Setting, build_tasks, evaluation_splits, image_size, make_agent, output_dims,
                                  task_order)
@@ -22,6 +23,25 @@ log = logging.getLogger(__name__)
 
 def ranks_of(agent: NormalNN) -> List[int]:
     return [layer.rank for layer in svd_layers(agent.model)]
+
+
+def channels_of(agents: Sequence[NormalNN]) -> Dict[int, List[int]]:
+    """Components each task added to each SVD layer, by task index: CACL's ``chann_used``; with one model per task
+    (``--ind_models``) each model's own task's; none for agents without SVD layers."""
+    if not hasattr(agents[0], "chann_used"):
+        return {}
+    if len(agents) == 1:
+        return agents[0].chann_used
+    return {index: agent.chann_used[0] for index, agent in enumerate(agents)}
+
+
+def results_record(acc_matrix: AccuracyMatrix, agents: Sequence[NormalNN], n_tasks: int) -> dict:
+    """The results record of a run's agents: one, or one per task (``--ind_models``, whose sizes add up)."""
+    last = agents[-1]
+    heads = sum(p.numel() for agent in agents for p in agent.model.last.parameters())
+    return run_record(acc_matrix, channels_of(agents), [layer.formula_rank for layer in svd_layers(last.model)],
+                      ranks_of(last), sum(agent.model_size_mb() for agent in agents),
+                      individual_models_size_mb(last.model, n_tasks, heads))
 
 
 class Run(Hooks):
@@ -50,9 +70,13 @@ class Run(Hooks):
             raise UserError(f"--resume: the checkpoint's task order {' '.join(position.task_order)} is not the one "
                             f"these flags give, {' '.join(self.stream.names)}")
 
-    def new_agent(self, state: Optional[dict] = None) -> NormalNN:
-        """A fresh agent, or one continued from a saved training ``state``."""
-        agent = make_agent(self.args, self.device, self.image_size, self.out_dim, self.setting.overrides,
+    def new_agent(self, task: Optional[str] = None, state: Optional[dict] = None) -> NormalNN:
+        """A fresh agent, or one continued from a saved training ``state``; with ``--ind_models``, ``task``'s own
+        model, with only its head (as published)."""
+        out_dim = self.out_dim
+        if self.args.ind_models and task in out_dim:
+            out_dim = {task: out_dim[task]}
+        agent = make_agent(self.args, self.device, self.image_size, out_dim, self.setting.overrides,
                            state=state and state["model"], source="the checkpoint")
         if state is not None:
             agent.load_training_state(state)
@@ -64,7 +88,8 @@ class Run(Hooks):
         directory = os.path.join("runs", self.setting.name, f"run{self.repeat}")
         self.loggers = Loggers([TextLogger(), TensorBoardLogger(directory)])
         try:
-            self.agents.extend(self.new_agent(state) for state in self.position.agents)
+            self.agents.extend(self.new_agent(task, state) for task, state in zip(self.stream.names,
+                                                                                  self.position.agents))
             if self.agents:
                 restore_rng(self.rng)
             if args.ind_models:
@@ -79,11 +104,7 @@ class Run(Hooks):
                                                     only_current=args.single_tasks)
         finally:
             self.loggers.close()
-        last = self.agents[-1]
-        model_size = sum(agent.model_size_mb() for agent in self.agents)
-        record = run_record(acc_matrix, getattr(last, "chann_used", {}), ranks_of(last), model_size,
-                            individual_models_size_mb(last.model, len(self.stream.names)))
-        return record, self.agents
+        return results_record(acc_matrix, self.agents, len(self.stream.names)), self.agents
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def before_task(self, name: str) -> None:

@@ -10,19 +10,23 @@ from utils.files import atomic_torch_save
 
 MODEL_FILE = "final_model.pth"
 STATE_FILES = ("rank.pth", "task_identifiers.pth", "task_name_count.pth", "chann_used.pth")
-RUNNING_STATS_FILE = "running_stats.pth"
-"""Our addition, written only with ``--save_running_stats``: each task's BatchNorm statistics."""
+BATCHNORM_FILE = "batchnorm.pth"
+"""Written with ``--save_running_stats`` (published): {task index: [[running_var, running_mean, num_batches_tracked]
+for each BatchNorm layer in module order]}."""
+BATCHNORM_BUFFERS = ("running_var", "running_mean", "num_batches_tracked")
 SEARCH_DIRS = ("saves", "pretrained")
 
 
 def save_checkpoint(directory: str, state_dict, rank, task_identifiers, task_name_count, chann_used,
                     running_stats=None) -> None:
     """Write the five files of the published format into ``directory`` (each written atomically), and
-    ``running_stats.pth`` when per-task BatchNorm statistics are given."""
+    ``batchnorm.pth`` when per-task BatchNorm statistics ({task name: [buffers of each layer]}) are given."""
     os.makedirs(directory, exist_ok=True)
     pieces = dict(zip((MODEL_FILE,) + STATE_FILES, (state_dict, rank, task_identifiers, task_name_count, chann_used)))
     if running_stats:
-        pieces[RUNNING_STATS_FILE] = running_stats
+        pieces[BATCHNORM_FILE] = {task_name_count[task]: [[layer[name] for name in BATCHNORM_BUFFERS]
+                                                          for layer in layers]
+                                  for task, layers in running_stats.items()}
     for name, value in pieces.items():
         atomic_torch_save(value, os.path.join(directory, name))
 
@@ -79,9 +83,24 @@ def load_state(model, state: Mapping[str, torch.Tensor], source: str) -> None:
 
 def load_checkpoint(directory: Path) -> Dict[str, object]:
     """All five pieces: ``state_dict``, ``rank``, ``task_identifiers``, ``task_name_count``, ``chann_used``; and
-    ``running_stats`` ({} when the checkpoint has none)."""
+    ``running_stats`` from ``batchnorm.pth``, by task name ({} when the checkpoint has none)."""
     pieces = {name[:-4]: load_piece(directory, name) for name in STATE_FILES}
     pieces["state_dict"] = load_piece(directory, MODEL_FILE)
-    has_stats = (directory / RUNNING_STATS_FILE).is_file()
-    pieces["running_stats"] = load_piece(directory, RUNNING_STATS_FILE) if has_stats else {}
+    pieces["running_stats"] = {}
+    if (directory / BATCHNORM_FILE).is_file():
+        pieces["running_stats"] = named_statistics(load_piece(directory, BATCHNORM_FILE),
+                                                   pieces["task_name_count"], directory / BATCHNORM_FILE)
     return pieces
+
+
+def named_statistics(by_index, task_name_count: Mapping[str, int],
+                     source) -> Dict[str, List[Dict[str, torch.Tensor]]]:
+    """``batchnorm.pth``'s {task index: [[running_var, running_mean, num_batches_tracked], ...]} as {task name:
+    [{buffer name: tensor}, ...]}; a one-line error when it is not of that shape."""
+    names = {index: task for task, index in task_name_count.items()}
+    try:
+        return {names[int(index)]: [dict(zip(BATCHNORM_BUFFERS, buffers, strict=True)) for buffers in layers]
+                for index, layers in by_index.items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{source} is not a BatchNorm statistics file of this checkpoint's tasks ({{task index: "
+                        f"[[running_var, running_mean, num_batches_tracked] per BatchNorm layer]}})") from None

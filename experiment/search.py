@@ -45,11 +45,11 @@ def sparsity_search(make_agent: Callable[[float], NormalNN], stream: TaskStream,
 
 
 def energy_search(trained: NormalNN, stream: TaskStream, low: float, high: float) -> List[SearchPoint]:
-    """Prune one model trained on the first task (not yet pruned) at ``ENERGY_POINTS`` energies, log-spaced in
-    [low, high], and evaluate the first task through what each keeps."""
+    """Prune one model trained on the first task (not yet pruned) at ``ENERGY_POINTS`` energies evenly spaced in
+    [low, high] (``np.linspace``, as published), and evaluate the first task through what each keeps."""
     first = stream.names[0]
     points = []
-    for energy in np.logspace(np.log10(low), np.log10(high), ENERGY_POINTS):
+    for energy in np.linspace(low, high, ENERGY_POINTS):
         agent = copy.deepcopy(trained)
         agent.settings.energy_sv = float(energy)
         agent.end_task(first)

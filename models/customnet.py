@@ -58,5 +58,5 @@ class CustomNet(MultiHeadNet):
 
 
 def Net(size: int = 4) -> CustomNet:
-    """The dense baseline: ``CUSTOMNET_CFG`` with plain ``nn.Conv2d`` (no padding, no bias)."""
-    return CustomNet(lambda cin, cout, kernel: nn.Conv2d(cin, cout, kernel, bias=False), size)
+    """The dense baseline: ``CUSTOMNET_CFG`` with plain ``nn.Conv2d`` (no padding, with a bias, as published)."""
+    return CustomNet(lambda cin, cout, kernel: nn.Conv2d(cin, cout, kernel, bias=True), size)

@@ -18,7 +18,10 @@ def default_rank(input_channel: int, output_channel: int, kernel_size: int) -> i
 
 
 def init_components(N: torch.Tensor, C: torch.Tensor, Sigma: torch.Tensor) -> None:
-    """Fresh random components in place: ``kaiming_normal_`` on N and C, ``normal_`` on Sigma."""
+    """Fresh random components in place: ``kaiming_normal_`` on N and C, ``normal_`` on Sigma, in that order; none
+    drawn for zero components."""
+    if Sigma.numel() == 0:
+        return
     with torch.no_grad():
         nn.init.kaiming_normal_(N)
         nn.init.kaiming_normal_(C)
@@ -70,16 +73,24 @@ class SVD_Conv2d(nn.Module):
         return self.Sigma.shape[0]
 
     @property
+    def formula_rank(self) -> int:
+        """``default_rank`` of this layer's shape (the rank it starts with unless built with another)."""
+        return default_rank(self.input_channel, self.output_channel, self.kernel_size)
+
+    @property
     def fan_in(self) -> int:
         return self.C.shape[1]
 
     def fresh_components(self, rank: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``rank`` new random components (N, C, Sigma) of this layer's shapes, drawn by ``init_components``."""
-        N = self.N.new_empty(self.output_channel, rank)
-        C = self.C.new_empty(rank, self.fan_in)
-        Sigma = self.Sigma.new_empty(rank)
+        """``rank`` new random components (N, C, Sigma) as the published code draws them: ``kaiming_normal_`` of an
+        (out × rank) N, then of a (rank × in·k·k) C, then ``normal_`` of Sigma, each on the CPU generator (so CPU and
+        CUDA runs of one seed draw the same), moved to this layer's device."""
+        N = torch.empty(self.output_channel, rank, dtype=self.N.dtype)
+        C = torch.empty(rank, self.fan_in, dtype=self.C.dtype)
+        Sigma = torch.empty(rank, dtype=self.Sigma.dtype)
         init_components(N, C, Sigma)
-        return N, C, Sigma
+        device = self.N.device
+        return N.to(device), C.to(device), Sigma.to(device)
 
     def set_components(self, N: torch.Tensor, C: torch.Tensor, Sigma: torch.Tensor) -> None:
         """Replace the components (the rank may change); new ``Parameter`` objects are created."""

@@ -165,6 +165,21 @@ CASES = [
     case("batch_size-negative", "--batch_size", "-16", expect=["--batch_size must be positive, got -16"]),
     case("repeat-zero", "--repeat", "0", expect=["--repeat must be positive, got 0"]),
     case("repeat-negative", "--repeat", "-1", expect=["--repeat must be positive, got -1"]),
+    # weights, sizes and counts out of their ranges
+    case("sparse_wt-negative", "--sparse_wt", "0.1", "-0.5", expect=["--sparse_wt must be 0 or more", "0.1 -0.5"]),
+    case("perp_wt-negative", "--perp_wt", "-1", expect=["--perp_wt must be 0 or more", "-1.0"]),
+    case("force_out_dim-negative", "--force_out_dim", "-3", expect=["--force_out_dim must be 0 (off) or positive"]),
+    case("n_permutation-negative", "--n_permutation", "-1", expect=["--n_permutation must be 0 (off) or positive"]),
+    case("momentum-2-with-SGD", "--optimizer", "SGD", "--momentum", "2",
+         expect=["--momentum must lie in [0, 1) for --optimizer SGD, got 2.0"]),
+    case("weight_decay-negative", "--weight_decay", "-0.1", expect=["--weight_decay must be 0 or more, got -0.1"]),
+    case("e_search-above-one", "--debug", "-e_search", "0.1", "1.5", expect=["--e_search", "0 <= LOW < HIGH < 1"]),
+    # an experiment name is one folder name
+    case("exp_name-escapes", "--exp_name", "../../escape", expect=["--exp_name must be one folder name",
+                                                                    "'../../escape'"]),
+    case("exp_name-dot-dot", "--exp_name", "..", expect=["--exp_name must be one folder name"]),
+    # one device
+    case("gpuid-several", "--gpuid", "0", "1", expect=["--gpuid takes one device id", "0 1"]),
     # a CUDA device that does not exist
     case("gpuid-without-cuda", "--gpuid", "3", expect=["--gpuid 3: this machine has no CUDA device", "--gpuid -1"]),
     case("gpuid-1-without-cuda", "--gpuid", "1", expect=["--gpuid 1: this machine has no CUDA device"]),

@@ -34,10 +34,24 @@ def test_prune_keeps_components_in_their_original_order():
 
 
 def test_prune_with_prev_sing_counts_frozen_energy():
-    sigma = torch.tensor([10.0, 1.0, 0.5, 0.1])
-    assert prune_by_energy(sigma, 1, 0.01).tolist() == [True, True, False]
-    # the frozen energy (100) already exceeds 99% of the total: only the first (largest) new one is kept
-    assert prune_by_energy(sigma, 1, 0.01, prev_sing=True).tolist() == [True, False, False]
+    # new energies 4, 1, 1 of 6: 4/6 < 0.8, 5/6 ≥ 0.8, threshold 1 (ties kept); with the frozen 9 of 15: 13/15 ≥ 0.8
+    # after the first, threshold 2
+    sigma = torch.tensor([3.0, 2.0, 1.0, 1.0])
+    assert prune_by_energy(sigma, 1, 0.2).tolist() == [True, True, True]
+    assert prune_by_energy(sigma, 1, 0.2, prev_sing=True).tolist() == [True, False, False]
+
+
+def test_prev_sing_keeps_every_nonzero_new_component_when_the_frozen_energy_suffices():
+    """The published loop never runs (the frozen 100 of 101.26 is already 98.8% ≥ 1 − 0.05): threshold 0."""
+    sigma = torch.tensor([10.0, 1.0, 0.5, 0.0, 0.1])
+    assert prune_by_energy(sigma, 1, 0.05).tolist() == [True, True, False, False]
+    assert prune_by_energy(sigma, 1, 0.05, prev_sing=True).tolist() == [True, True, False, True]
+
+
+def test_kept_energy_landing_exactly_on_the_target_stops_the_count():
+    """4 + 4 = 0.8 · 10 exactly: the published ``while E / T < 1 − e`` stops after two, keeping [2, 2]."""
+    sigma = torch.tensor([2.0, 2.0, 1.0, 1.0])
+    assert prune_by_energy(sigma, 0, 0.2).tolist() == [True, True, False, False]
 
 
 def test_growth_follows_the_mean_of_earlier_identifiers_capped_at_initial_rank():

@@ -3,6 +3,7 @@
 import logging
 import os
 import pickle
+import random
 
 import numpy as np
 import pytest
@@ -277,17 +278,24 @@ def test_rand_split_assigns_every_class_once():
     assert task_classes == [sorted(class_order[i : i + 5]) for i in range(0, 20, 5)]
 
 
-def test_permuted_gen_first_task_unpermuted():
+def test_permuted_gen_draws_one_shuffle_of_all_values_per_task_as_published():
+    """Grey 4×4 images seen as 3 channels: each task draws ``random.shuffle(list(range(3·16)))``, task 1's unused."""
     images = torch.randint(0, 256, (6, 1, 4, 4), dtype=torch.uint8)
     image_set = ImageSet(images, torch.tensor([0, 1, 2, 0, 1, 2]), BatchTransform([0.5], [0.25], to_rgb=True))
+    random.seed(5)
     train, test, output_space = PermutedGen(image_set, image_set, n_permute=3, remap_class=True)
+    random.seed(5)
+    draws = []
+    for _ in range(3):
+        order = list(range(48))
+        random.shuffle(order)
+        draws.append(order)
     assert output_space == {"1": 3, "2": 3, "3": 3}
     assert train["1"].transform.permutation is None
     assert torch.equal(train["1"].transform(images), image_set.transform(images))
-    permutations = [train[name].transform.permutation for name in ("2", "3")]
-    assert all(sorted(p.tolist()) == list(range(16)) for p in permutations) and not torch.equal(*permutations)
-    unpermuted = image_set.transform(images).flatten(2)
-    assert torch.equal(test["2"].transform(images).flatten(2), unpermuted[:, :, permutations[0]])
+    assert [train[name].transform.permutation.tolist() for name in ("2", "3")] == draws[1:]
+    unpermuted = image_set.transform(images).flatten(1)
+    assert torch.equal(test["2"].transform(images).flatten(1), unpermuted[:, draws[1]])
     assert train["3"].targets.tolist() == [6, 7, 8, 6, 7, 8] and train["3"].images is images
     assert image_set.transform.permutation is None, "the dataset's own transform is left unpermuted"
 

@@ -29,12 +29,20 @@ def test_whole_run_on_cifar100_writes_every_output(workdir, cifar100_root, capsy
     assert list(runs[1]["acc"]) != list(runs[0]["acc"])
     final = json.loads((workdir / "results" / experiment / "output_final.json").read_text())
     assert final["avg_acc"] == pytest.approx((runs[0]["avg_acc"] + runs[1]["avg_acc"]) / 2)
+    # chann (published): per task name, the components it added to each layer, averaged over the repeats
+    position = [{task: str(index) for index, task in enumerate(run["acc"])} for run in runs]
+    assert list(final["chann"]) == list(runs[0]["acc"])
+    for task, mean in final["chann"].items():
+        added = [run["channels"][position[r][task]] for r, run in enumerate(runs)]
+        assert mean == pytest.approx([(a + b) / 2 for a, b in zip(*added)])
+    assert all(run["all_rank"] == [18, 57, 104, 115, 170] for run in runs)
+    assert [run["final_rank"] for run in runs][1] == torch.load(workdir / "saves" / experiment / "rank.pth")
     assert final["std_acc"] == pytest.approx(abs(runs[0]["avg_acc"] - runs[1]["avg_acc"]) / 2)
     saves = workdir / "saves" / experiment
     for name in ("final_model.pth", "rank.pth", "task_identifiers.pth", "task_name_count.pth", "chann_used.pth"):
         assert (saves / name).is_file()
     rank = torch.load(saves / "rank.pth")
-    assert rank == runs[1]["all_rank"]
+    assert rank == runs[1]["final_rank"]
     state = torch.load(saves / "final_model.pth")
     assert [tuple(state[f"{conv}.Sigma"].shape) for conv in ("conv1", "conv2", "conv3", "conv4", "conv6")] == \
         [(r,) for r in rank]
@@ -65,7 +73,8 @@ def test_published_checkpoint_loads_and_evaluates(workdir, cifar100_root, capsys
     record = json.loads((workdir / "results" / REFERENCE.name / "output_eval.json").read_text())
     assert list(record["acc"])[:3] == ["12", "6", "18"] and len(record["acc"]) == 20
     assert record["model_size"] == pytest.approx(2.60, abs=0.006)
-    assert record["all_rank"] == [118, 291, 192, 255, 170]
+    assert record["final_rank"] == [118, 291, 192, 255, 170]
+    assert record["all_rank"] == [18, 57, 104, 115, 170]  # the formula ranks, as the published code writes
     assert "model size: 2.599 MB" in out
 
 
@@ -132,6 +141,17 @@ def test_finished_experiment_is_not_overwritten_without_flag(workdir, cifar100_r
     status, _, err = run_driver(capsys, *argv)
     assert status == 2 and "--overwrite" in err and final.read_text() == before
     assert run_driver(capsys, *argv, "--overwrite")[0] == 0
+
+
+@pytest.mark.parametrize("flag, deterministic", [(["--benchmark"], True), ([], False)])
+def test_benchmark_makes_cudnn_deterministic_as_published(workdir, cifar100_root, capsys, monkeypatch, flag,
+                                                          deterministic):
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", not deterministic)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", deterministic)
+    status, _, err = run_driver(capsys, *QUICK, "--dataset", "CIFAR100", "--dataroot", cifar100_root, "--repeat", "1",
+                                "--first_split_size", "50", "--other_split_size", "50", *flag)
+    assert status == 0, err
+    assert torch.backends.cudnn.deterministic is deterministic and torch.backends.cudnn.benchmark is not deterministic
 
 
 def test_nan_loss_stops_with_the_task_epoch_iteration_and_term(workdir, cifar100_root, capsys):

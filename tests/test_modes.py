@@ -1,14 +1,18 @@
 """The published driver's other modes, each end to end on tiny CIFAR-10 / MNIST files."""
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import iBatchLearn
+from agents.model_size import cacl_model_size_mb
 from dataloaders import CIFAR10
+from experiment.protocols import TaskStream
 from models import build_model
 from conftest import QUICK as ONE_EPOCH
 
+NET_SVD_LAYERS = [(27, 64), (576, 64), (576, 128), (1152, 128), (512, 256)]
 QUICK = [*ONE_EPOCH, "--batch_size", "20", "--repeat", "1", "--first_split_size", "5", "--other_split_size", "5",
          "--exp_name", "mode"]
 
@@ -26,9 +30,16 @@ def test_ind_models_trains_one_model_per_task(workdir, cifar10_root, capsys):
     first = list(record["acc_matrix"])[0]
     # each task is evaluated with its own model: its accuracy never changes
     assert record["acc_matrix"][first][first] == record["acc"][first]
-    assert {p.name for p in (workdir / "saves" / "mode_sparse_wt0.01").iterdir()} == {"task1", "task2"}
-    one_model = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "task1" / "chann_used.pth")
-    assert len(one_model) == 1
+    saves = workdir / "saves" / "mode_sparse_wt0.01"
+    assert {p.name for p in saves.iterdir()} == {"task1", "task2"}
+    sizes = []
+    for task in ("1", "2"):
+        one_model = torch.load(saves / f"task{task}" / "chann_used.pth")
+        assert len(one_model) == 1 and record["channels"][str(list(record["acc"]).index(task))] == one_model[0]
+        heads = {key for key in torch.load(saves / f"task{task}" / "final_model.pth") if key.startswith("last.")}
+        assert heads == {f"last.{task}.0.weight", f"last.{task}.0.bias"}  # its own head only, as published
+        sizes.append(cacl_model_size_mb(NET_SVD_LAYERS, one_model, 1024 * 5 + 5))
+    assert record["model_size"] == pytest.approx(sum(sizes))
 
 
 def test_offline_training_learns_all_tasks_jointly(workdir, cifar10_root, capsys):
@@ -39,9 +50,12 @@ def test_offline_training_learns_all_tasks_jointly(workdir, cifar10_root, capsys
     assert list(identifiers) == [0]  # one joint task, whose kept components every task is evaluated with
 
 
-def test_single_tasks_evaluates_only_the_task_just_trained(workdir, cifar10_root, capsys):
+def test_single_tasks_reports_every_task_evaluated_right_after_it_was_trained(workdir, cifar10_root, capsys):
     record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--single_tasks")
-    assert [list(row) for row in record["acc_matrix"].values()] == [[name] for name in record["acc_matrix"]]
+    rows = record["acc_matrix"]
+    assert [list(row) for row in rows.values()] == [[name] for name in rows]
+    assert record["acc"] == {name: rows[name][name] for name in rows} and len(record["acc"]) == 2
+    assert record["avg_acc"] == pytest.approx(sum(record["acc"].values()) / 2)
 
 
 def test_incremental_class_grows_one_shared_head(workdir, cifar10_root, capsys):
@@ -52,8 +66,8 @@ def test_incremental_class_grows_one_shared_head(workdir, cifar10_root, capsys):
     assert len(record["acc"]) == 2
 
 
-def accuracies_on(split, workdir, dataroot):
-    """Each task's accuracy recomputed here from the saved model on ``split`` ("train" or "test") of CIFAR-10:
+def training_accuracies(workdir, dataroot):
+    """Each task's accuracy recomputed here from the saved model on the training split of CIFAR-10:
     its own prefix of components and its own head, in float64 on plain NCHW tensors."""
     saves = workdir / "saves" / "mode_sparse_wt0.01"
     state = torch.load(saves / "final_model.pth")
@@ -62,7 +76,7 @@ def accuracies_on(split, workdir, dataroot):
     model.add_heads({task: 5 for task in order})
     model.load_state_dict(state)
     model.double().eval()
-    images = CIFAR10(dataroot)[0 if split == "train" else 1]
+    images = CIFAR10(dataroot)[0]
     accuracies = {}
     for task, index in order.items():
         classes = torch.arange(5) + 5 * (int(task) - 1)
@@ -74,13 +88,22 @@ def accuracies_on(split, workdir, dataroot):
     return accuracies
 
 
-def test_eval_on_train_set_reports_training_accuracy(workdir, cifar10_root, capsys):
-    """Without augmentation (which, as published, the training split keeps when it is evaluated)."""
+def test_eval_on_train_set_reports_training_accuracy(workdir, cifar10_root, capsys, monkeypatch):
+    """Without augmentation (which, as published, the training split keeps when it is evaluated). The tiny files
+    hold 50 training and 20 test images a task."""
+    evaluated = []
+    eval_loader = TaskStream.eval_loader
+
+    def counting(stream, name):
+        loader = eval_loader(stream, name)
+        evaluated.append(len(loader.targets))
+        return loader
+
+    monkeypatch.setattr(TaskStream, "eval_loader", counting)
     record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--eval_on_train_set",
                     "--no_train_aug")
-    on_train = accuracies_on("train", workdir, cifar10_root)
-    assert record["acc"] == pytest.approx(on_train)
-    assert on_train != pytest.approx(accuracies_on("test", workdir, cifar10_root))
+    assert evaluated and set(evaluated) == {50}
+    assert record["acc"] == pytest.approx(training_accuracies(workdir, cifar10_root))
 
 
 def test_permuted_mnist_tasks(workdir, mnist_root, capsys):
@@ -95,9 +118,13 @@ def test_vgg16_bn_svd_with_per_task_running_stats(workdir, cifar10_root, capsys)
     saves = workdir / "saves" / "mode_sparse_wt0.01"
     state = torch.load(saves / "final_model.pth")
     assert state["last.1.0.weight"].shape == (32, 512) and state["last.1.1.weight"].shape == (5, 32)
-    statistics = torch.load(saves / "running_stats.pth")
-    assert sorted(statistics) == ["1", "2"] and len(statistics["1"]) == 13
-    assert not torch.equal(statistics["1"][0]["running_mean"], statistics["2"][0]["running_mean"])
+    # batchnorm.pth as published: {task index: [[running_var, running_mean, num_batches_tracked] per layer]}
+    statistics, order = torch.load(saves / "batchnorm.pth"), torch.load(saves / "task_name_count.pth")
+    assert sorted(statistics) == sorted(order.values()) == [0, 1] and not (saves / "running_stats.pth").exists()
+    assert all(len(layers) == 13 and all(len(buffers) == 3 for buffers in layers) for layers in statistics.values())
+    var, mean, batches = statistics[0][0]
+    assert var.shape == mean.shape == (64,) and bool((var > 0).all()) and batches.dtype == torch.int64
+    assert not torch.equal(statistics[0][0][1], statistics[1][0][1])
     # evaluated again from the saved files, each task with its own statistics: the accuracies it finished with
     status = iBatchLearn.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--model_type",
                                "vgg_16_bn", "--model_name", "vgg16_bn_cifar100_SVD", "--loadmodel", str(saves)])
@@ -108,7 +135,7 @@ def test_vgg16_bn_svd_with_per_task_running_stats(workdir, cifar10_root, capsys)
 
 def test_sparsity_search_writes_the_figure(workdir, cifar10_root, capsys):
     status = iBatchLearn.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--debug",
-                               "--sp_wt_search", "0.1", "0.9"])
+                               "-sp_wt_search", "0.1", "0.9"])
     assert status == 0
     points = json.loads((workdir / "results" / "mode_sp_wt_search" / "sp_wt_search.json").read_text())
     assert [round(p["value"], 4) for p in points] == [round(0.1 + 0.8 * i / 9, 4) for i in range(10)]
@@ -116,16 +143,14 @@ def test_sparsity_search_writes_the_figure(workdir, cifar10_root, capsys):
 
 
 def test_energy_search_prunes_one_model_twenty_ways(workdir, cifar10_root, capsys):
-    from models import build_model
-
     model = build_model("customnet_SVD", "Net_SVD")
     model.add_heads({"1": 5, "2": 5})
     torch.save(model.state_dict(), workdir / "weights.pth")
     status = iBatchLearn.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--debug",
-                               "--e_search", "3e-5", "3e-2", "--model_weights", str(workdir / "weights.pth")])
+                               "-e_search", "3e-5", "3e-2", "--model_weights", str(workdir / "weights.pth")])
     assert status == 0
     points = json.loads((workdir / "results" / "mode_e_search" / "e_search.json").read_text())
-    assert len(points) == 20
+    assert [p["value"] for p in points] == pytest.approx(list(np.linspace(3e-5, 3e-2, 20)))  # linear, as published
     components = [p["components"] for p in points]
     assert components == sorted(components, reverse=True) and components[0] > components[-1]
     assert (workdir / "results" / "mode_e_search" / "e_search.png").is_file()

@@ -54,6 +54,19 @@ def test_net_svd_initial_ranks_and_state_dict_keys():
     assert "conv6.Sigma" in keys and "last.2.0.weight" in keys and "last.2.0.bias" in keys
 
 
+def test_dense_net_convolutions_have_a_bias_as_published():
+    model = build_model("customnet", "Net")
+    convolutions = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(m.in_channels, m.out_channels) for m in convolutions] == [(3, 64), (64, 64), (64, 128), (128, 128),
+                                                                       (128, 256)]
+    assert all(m.bias is not None and m.bias.shape == (m.out_channels,) for m in convolutions)
+
+
+def test_formula_rank_is_the_default_rank_whatever_the_layer_holds():
+    layer = SVD_Conv2d(64, 128, 3, rank=300)
+    assert layer.rank == 300 and layer.formula_rank == default_rank(64, 128, 3) == 104
+
+
 @pytest.mark.parametrize("image_size, size", [(32, 4), (84, 64)])
 def test_feature_size_for_cifar_and_miniimagenet(image_size, size):
     assert feature_size(image_size) == size

@@ -84,6 +84,23 @@ def test_end_of_task_packs_kept_components_after_frozen_ones_and_refills():
     assert torch.equal(layer.Sigma[:3], kept[2])
 
 
+def test_fresh_components_after_a_task_are_the_published_draws():
+    """Per layer in order: kaiming_normal_ of an (out × free) N, of a (free × in·k·k) C, normal_ of Sigma."""
+    agent = make_agent(energy_sv=0.3, grow_network=True, dataset="CIFAR100")
+    agent.learn_task("1", batches("1", n_batches=1))
+    torch.manual_seed(123)
+    agent.end_task("2")  # task 2's components pruned without training: some kept, the rest refilled
+    torch.manual_seed(123)
+    for layer, kept in zip(agent.layers, agent.task_identifiers[1]):
+        free = layer.rank - kept
+        assert free > 0
+        N = torch.nn.init.kaiming_normal_(torch.empty(layer.output_channel, free))
+        C = torch.nn.init.kaiming_normal_(torch.empty(free, layer.fan_in))
+        Sigma = torch.nn.init.normal_(torch.empty(free))
+        assert torch.equal(layer.N[:, kept:], N) and torch.equal(layer.C[kept:], C)
+        assert torch.equal(layer.Sigma[kept:], Sigma)
+
+
 def test_grow_network_refills_to_the_mean_of_earlier_identifiers():
     agent = make_agent(grow_network=True, energy_sv=0.01, dataset="CIFAR100")
     layer = agent.layers[0]  # 18 components at the start

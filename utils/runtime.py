@@ -34,6 +34,14 @@ def pick_device(gpuid: Sequence[int]) -> torch.device:
     return torch.device(f"cuda:{gpuid[0]}")
 
 
+def configure_cudnn(reproducible: bool) -> None:
+    """``--benchmark`` as published: cuDNN picks deterministic algorithms and does not autotune
+    (``deterministic = True``, ``benchmark = False``); without it cuDNN autotunes (``benchmark = True``). Runs are
+    seeded either way."""
+    torch.backends.cudnn.deterministic = reproducible
+    torch.backends.cudnn.benchmark = not reproducible
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (every device)."""
     random.seed(seed)
