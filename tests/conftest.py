@@ -40,6 +40,29 @@ def run_driver(capsys, *argv):
     return status, captured.out, captured.err
 
 
+def outputs(workdir: Path) -> dict:
+    """Every results JSON (as text) and every saved model file under ``workdir`` (checkpoints aside)."""
+    found = {}
+    for path in sorted((workdir / "results").rglob("*.json")):
+        found[str(path.relative_to(workdir))] = path.read_text()
+    for path in sorted((workdir / "saves").rglob("*.pth")):
+        if "checkpoints" not in path.parts:
+            found[str(path.relative_to(workdir))] = torch.load(path)
+    return found
+
+
+def assert_same_outputs(expected: dict, actual: dict) -> None:
+    """Same files; the same text, or the same tensors bit for bit."""
+    assert sorted(expected) == sorted(actual)
+    for name, value in expected.items():
+        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+            assert list(value) == list(actual[name]), name
+            for key, tensor in value.items():
+                assert torch.equal(tensor, actual[name][key]), f"{name}: {key}"
+        else:
+            assert value == actual[name], name
+
+
 def batches(task, n_batches=3, batch_size=8, n_classes=2, seed=None):
     """Random (inputs, targets, task names) batches of 32×32 RGB images, the same for the same task and seed."""
     generator = torch.Generator().manual_seed(int(task) if seed is None else seed)
