@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -278,6 +279,42 @@ def test_a_job_is_requeued_at_most_max_requeues_times():
     assert requeued.function.checkpoint().function.requeues == 2
     assert requeued.function.checkpoint().function.checkpoint() is None
 
+
+# ------------------------------------------------------------------ the benchmarks' sweep scripts
+
+BENCHMARKS = {"cifar100": "CNet_CIFAR100_finalmodel", "miniimagenet": "miniImageNet_final",
+              "5sequencedataset": "5sequencedataset"}
+
+
+def script_command(script: str, cwd: Path, *argv) -> list:
+    """The command a script runs, as it would run it (its Python replaced by ``echo``)."""
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / script), *argv], cwd=cwd, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "CACL_PYTHON": "echo"})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_a_sweep_script_submits_its_train_scripts_settings(tmp_path, benchmark):
+    train = script_command(f"{benchmark}_train.sh", tmp_path)
+    submit = script_command(f"{benchmark}_sweep.sh", tmp_path, "--partition", "gpu", "--time", "600")
+    assert train[0] == str(REPO_ROOT / "iBatchLearn.py")
+    assert submit == ["-m", "experiment.sweep", *train[1:], "--cluster", "slurm", "--sweep_dir",
+                      f"sweeps/{BENCHMARKS[benchmark]}", "--partition", "gpu", "--time", "600"]
+
+
+def test_the_cifar100_sweep_script_submits_its_six_runs_as_one_array(tmp_path, fake_slurm):
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "cifar100_sweep.sh"), "--partition", "gpu"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "CACL_PYTHON": sys.executable})
+    assert result.returncode == 0, result.stderr
+    sweep_dir = tmp_path / "sweeps" / BENCHMARKS["cifar100"]
+    script = (sweep_dir / "logs" / "4242_submission.sh").read_text().splitlines()
+    for line in ("#SBATCH --array=0-5%6", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --time=1200", "#SBATCH --mem=20GB"):
+        assert line in script
+    assert [(job.experiment, job.repeat) for job in Sweep.load(str(sweep_dir)).jobs] == [
+        (f"{BENCHMARKS['cifar100']}_sparse_wt{weight}", repeat) for weight in (0.1, 0.4) for repeat in range(3)]
 
 
 def test_a_submission_the_scheduler_refuses_is_one_line_and_can_be_given_again(workdir, fake_slurm, cifar10_root):
