@@ -1,5 +1,6 @@
 """Shared test setup and helpers: the repository root on sys.path, no network, tiny official-format datasets, a
-working directory per test, the driver runner, quick flags and agent factories (tests import the helpers from here).
+working directory per test, the driver runner, quick flags, agent factories and the comparison of two runs' outputs
+(tests import the helpers from here).
 """
 
 import functools
