@@ -9,6 +9,8 @@ import signal
 import sys
 from typing import List
 
+import torch
+
 from agents import AGENT_TYPES
 from agents.optim import check_optimizer
 from dataloaders import DATASETS
@@ -18,6 +20,7 @@ from experiment.search import run_search
 from experiment.training import train
 from models import model_builders
 from utils.errors import UserError
+from utils.logs import configure_logging
 from utils.runtime import configure_cudnn, pick_device
 
 log = logging.getLogger("iBatchLearn")
@@ -160,14 +163,20 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise UserError(f"--{flag} must be 0 (off) or positive, got {getattr(args, flag)}")
 
 
-def run_experiments(args) -> List[str]:
-    """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation, or a ``--debug`` search); returns the
-    tables to print."""
+def prepare_run(args) -> torch.device:
+    """What every run does before it loads data (a sweep's cluster jobs too): check the flags, pick the device."""
     check_args(args)
     device = pick_device(args.gpuid)
     configure_cudnn(reproducible=args.benchmark)
     if device.type == "cpu" and (args.amp or args.compile):
         log.warning("--amp and --compile are meant for CUDA: on a CPU they are usually slower (README, Speed)")
+    return device
+
+
+def run_experiments(args) -> List[str]:
+    """Every ``--sparse_wt`` experiment (or the ``--loadmodel`` evaluation, or a ``--debug`` search); returns the
+    tables to print."""
+    device = prepare_run(args)
     if args.debug:
         return [run_search(args, device, load_data(args))]
     if args.loadmodel:
@@ -177,7 +186,7 @@ def run_experiments(args) -> List[str]:
 
 def main(argv=None) -> int:
     """Run and print the tables (exit 0); a user error is one line (exit 2); Ctrl-C or SIGTERM stops cleanly (130)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    configure_logging()
     try:
         tables = run_experiments(get_args(argv))
     except UserError as error:

@@ -72,13 +72,18 @@ def run_settings(args) -> dict:
 
 def check_same_settings(saved: dict, args, source: str) -> None:
     """A resumed run must compute what the interrupted one did: a one-line error lists the flags that differ."""
-    now = run_settings(args)
-    differ = [name for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
-    if differ:
-        flags = ", ".join(f"--{name} {format_flag(saved.get(name))} (now {format_flag(now.get(name))})"
-                          for name in differ)
+    flags = settings_differences(saved, args)
+    if flags:
         raise UserError(f"--resume: {source} was written with other settings: {flags}; resume with the same flags, "
                         f"or pass --overwrite to start over")
+
+
+def settings_differences(saved: dict, args) -> str:
+    """The flags of ``run_settings(args)`` whose value differs from ``saved``'s, as ``--flag SAVED (now VALUE)``
+    (empty when none differs)."""
+    now = run_settings(args)
+    differ = [name for name in sorted(set(saved) | set(now)) if saved.get(name) != now.get(name)]
+    return ", ".join(f"--{name} {format_flag(saved.get(name))} (now {format_flag(now.get(name))})" for name in differ)
 
 
 def format_flag(value) -> str:

@@ -1,5 +1,6 @@
 """Shared test setup and helpers: the repository root on sys.path, no network, tiny official-format datasets, a
-working directory per test, the driver runner, quick flags and agent factories (tests import the helpers from here).
+working directory per test, the driver runner, quick flags, agent factories and the comparison of two runs' outputs
+(tests import the helpers from here).
 """
 
 import functools
@@ -38,6 +39,29 @@ def run_driver(capsys, *argv):
     status = iBatchLearn.main([str(arg) for arg in argv])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
+
+
+def outputs(workdir: Path) -> dict:
+    """Every results JSON (as text) and every saved model file under ``workdir`` (checkpoints aside)."""
+    found = {}
+    for path in sorted((workdir / "results").rglob("*.json")):
+        found[str(path.relative_to(workdir))] = path.read_text()
+    for path in sorted((workdir / "saves").rglob("*.pth")):
+        if "checkpoints" not in path.parts:
+            found[str(path.relative_to(workdir))] = torch.load(path)
+    return found
+
+
+def assert_same_outputs(expected: dict, actual: dict) -> None:
+    """Same files; the same text, or the same tensors bit for bit."""
+    assert sorted(expected) == sorted(actual)
+    for name, value in expected.items():
+        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+            assert list(value) == list(actual[name]), name
+            for key, tensor in value.items():
+                assert torch.equal(tensor, actual[name][key]), f"{name}: {key}"
+        else:
+            assert value == actual[name], name
 
 
 def batches(task, n_batches=3, batch_size=8, n_classes=2, seed=None):

@@ -19,9 +19,11 @@ import pytest
 import torch
 
 import dataloaders.datasets
+import experiment.sweep
 import iBatchLearn
 from conftest import QUICK as ONE_EPOCH
 from conftest import REPO_ROOT
+from experiment.sweep_jobs import Sweep
 from synthetic_data import (write_cifar10, write_cifar100, write_miniimagenet, write_mnist_idx,
                             write_multidataset)
 from utils.runtime import pick_device
@@ -376,3 +378,72 @@ def test_default_gpuid_falls_back_to_the_cpu_without_cuda(monkeypatch):
     fake_cuda(monkeypatch, 0)
     assert pick_device([0]) == torch.device("cpu")
     assert pick_device([-1]) == torch.device("cpu")
+
+
+# ---------------------------------------------------------------- the sweep command (python -m experiment.sweep)
+
+
+def another_sweep(sweep_dir: Path, driver_argv: list) -> None:
+    """``sweep_dir`` holds the record of a sweep of other flags (--sparse_wt 0.4)."""
+    Sweep.plan(str(sweep_dir), iBatchLearn.get_args([*driver_argv, "--sparse_wt", "0.4"])).save()
+
+
+def some_notes(sweep_dir: Path, driver_argv: list) -> None:
+    sweep_dir.mkdir()
+    (sweep_dir / "notes.txt").write_text("not a sweep")
+
+
+def empty_folder(sweep_dir: Path, driver_argv: list) -> None:
+    sweep_dir.mkdir()
+
+
+SWEEP_CASES = [
+    pytest.param(["--cluster", "pbs", "--sweep_dir", "sw"], ["argument --cluster: invalid choice: 'pbs'"], None,
+                 id="unknown-cluster"),
+    pytest.param(["--cluster", "local", "--sweep_dir", "sw"], ["sw holds another sweep", "--sparse_wt 0.4 (now 0.01)",
+                                                               "choose another --sweep_dir"], another_sweep,
+                 id="sweep_dir-of-another-sweep"),
+    pytest.param(["--cluster", "local", "--sweep_dir", "sw"], ["--sweep_dir sw holds something other than a sweep"],
+                 some_notes, id="sweep_dir-of-other-files"),
+    pytest.param(["--status", "sw"], ["sw holds no sweep (no sweep.json)"], empty_folder, id="status-of-no-sweep"),
+    pytest.param(["--status", "sw"], ["sw holds no sweep (no sweep.json)"], None, id="status-of-no-folder"),
+    pytest.param(["--collect", "sw"], ["sw holds no sweep (no sweep.json)"], empty_folder, id="collect-of-no-sweep"),
+    pytest.param(["--sweep_dir", "sw"], ["give --cluster slurm|local|debug and --sweep_dir DIR"], None,
+                 id="no-cluster"),
+    pytest.param(["--cluster", "slurm", "--sweep_dir", "sw"], ["--cluster slurm: SLURM's srun is not on this"], None,
+                 id="slurm-without-srun"),
+    pytest.param(["--cluster", "local", "--sweep_dir", "sw", "--time", "0"], ["--time must be positive, got 0"],
+                 None, id="time-zero"),
+    pytest.param(["--cluster", "local", "--sweep_dir", "sw", "--debug"], ["a sweep trains"], None, id="debug-search"),
+    pytest.param(["--cluster", "local", "--sweep_dir", "sw", "--energy_sv", "2"], ["--energy_sv must lie in (0, 1)"],
+                 None, id="driver-flag-checked"),
+]
+
+
+def every_file(directory: Path) -> dict:
+    return {str(path.relative_to(directory)): path.read_bytes() if path.is_file() else None
+            for path in sorted(directory.rglob("*"))}
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
+@pytest.mark.parametrize("argv, expected, prepare_sweep_dir", SWEEP_CASES)
+def test_bad_sweep_input_is_a_one_line_error_that_writes_nothing(argv, expected, prepare_sweep_dir, overwrite,
+                                                                 workdir, dataroots, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(workdir / "no-slurm-here"))
+    driver_argv = [*QUICK, *DATASET_FLAGS["CIFAR10"], "--dataroot", str(dataroots("CIFAR10")), "--exp_name", "done"]
+    if prepare_sweep_dir is not None:
+        prepare_sweep_dir(workdir / "sw", driver_argv)
+    with_driver_flags = [] if argv[0] in ("--status", "--collect") else driver_argv + ["--overwrite"] * overwrite
+    before = every_file(workdir)
+    status = experiment.sweep.main([*with_driver_flags, *argv])
+    assert_one_line_error(status, capsys.readouterr().err, expected)
+    assert every_file(workdir) == before
+
+
+def test_a_sweep_that_would_replace_a_finished_experiment_stops(workdir, dataroots, capsys):
+    before = every_file(workdir)
+    status = experiment.sweep.main([*QUICK, *DATASET_FLAGS["CIFAR10"], "--dataroot", str(dataroots("CIFAR10")),
+                                    "--exp_name", "done", "--cluster", "local", "--sweep_dir", "sw"])
+    assert_one_line_error(status, capsys.readouterr().err, [f"results/{EXPERIMENT}/output_final.json holds a "
+                                                           "finished experiment", "--overwrite"])
+    assert every_file(workdir) == before

@@ -38,12 +38,18 @@ def arrows_against_the_order(room: str, source: str) -> List[str]:
                   if name != room and name not in MAY_IMPORT[room])
 
 
+COMMAND_LINES = (REPO_ROOT / "iBatchLearn.py", REPO_ROOT / "experiment" / "sweep.py")
+"""The driver and the sweep command (``python -m experiment.sweep`` takes the driver's flags): the top room."""
+
+
 def modules():
-    yield "iBatchLearn", REPO_ROOT / "iBatchLearn.py"
+    for path in COMMAND_LINES:
+        yield "iBatchLearn", path
     for room in MAY_IMPORT:
         if room != "iBatchLearn":
             for path in sorted((REPO_ROOT / room).glob("*.py")):
-                yield room, path
+                if path not in COMMAND_LINES:
+                    yield room, path
 
 
 @pytest.mark.parametrize("room, path", list(modules()), ids=lambda value: getattr(value, "name", value))

@@ -15,7 +15,7 @@ import experiment.run
 import experiment.training
 import iBatchLearn
 from agents.SVDNet import SVDNet, SVDNetSettings
-from conftest import REPO_ROOT, run_driver, svd_agent
+from conftest import REPO_ROOT, assert_same_outputs, outputs, run_driver, svd_agent
 from experiment.checkpoints import Position, RunCheckpoints
 from models import build_model
 from utils.runtime import restore_rng, rng_state
@@ -30,28 +30,6 @@ def run_flags(dataroot):
             "--other_split_size", "5", "--schedule", "1", "2", "--batch_size", "10", "--repeat", "2",
             "--sparse_wt", "0.01", "0.4", "--grow_network", "-e", "0.01", "--print_freq", "1000",
             "--exp_name", "sweep", "--checkpoint_interval", "0"]
-
-
-def outputs(workdir: Path) -> dict:
-    """Every results JSON (as text) and every saved model file under ``workdir`` (checkpoints aside)."""
-    found = {}
-    for path in sorted((workdir / "results").rglob("*.json")):
-        found[str(path.relative_to(workdir))] = path.read_text()
-    for path in sorted((workdir / "saves").rglob("*.pth")):
-        if "checkpoints" not in path.parts:
-            found[str(path.relative_to(workdir))] = torch.load(path)
-    return found
-
-
-def assert_same_outputs(expected: dict, actual: dict) -> None:
-    assert sorted(expected) == sorted(actual)
-    for name, value in expected.items():
-        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
-            assert list(value) == list(actual[name]), name
-            for key, tensor in value.items():
-                assert torch.equal(tensor, actual[name][key]), f"{name}: {key}"
-        else:
-            assert value == actual[name], name
 
 
 def start(workdir: Path, flags, *extra) -> subprocess.Popen:

@@ -1,0 +1,199 @@
+"""A sweep as cluster jobs: one job per (experiment, repeat) of the flags' sweep, the record of what was submitted
+(``<sweep_dir>/sweep.json``), each job's state, and the averages once every repeat of an experiment is done.
+
+A sweep directory holds ``sweep.json``, submitit's folder ``logs/`` (submission scripts, pickled jobs, each job's
+``<job id>_0_log.out`` and ``.err``) and ``jobs/<experiment>/run<r>/``: that job's lock and checkpoints while it
+runs, its run record ``done.json`` once it has finished. Results, saved models and TensorBoard logs go where a
+single-process run writes them (``results/``, ``saves/``, ``runs/`` under the directory the sweep was submitted
+from).
+"""
+import argparse
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from evaluation.results import format_table, write_final_record
+from experiment.builders import load_data, sweep_settings
+from experiment.checkpoints import run_settings, settings_differences
+from experiment.cluster import job_states, log_tail
+from experiment.training import train_job
+from utils.errors import UserError
+from utils.files import atomic_json_dump
+from utils.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+SWEEP_FILE = "sweep.json"
+SWEEP_FORMAT = 1
+DONE_FILE = "done.json"
+JOB_STATES = ("done", "running", "pending", "failed", "unknown", "new")
+"""A job's state: done (its run record is written), running, pending (queued, or requeued), failed (it ended
+without its record: an error, a kill, a time limit), unknown (the cluster did not answer), new (never submitted)."""
+RESUBMITTED = ("failed", "new")
+
+
+def job_directory(sweep_dir: str, experiment: str, repeat: int) -> str:
+    return os.path.join(sweep_dir, "jobs", experiment, f"run{repeat}")
+
+
+@dataclass
+class SweepJob(Checkpointable):
+    """Repeat ``repeat`` of experiment ``experiment`` (an index into ``sweep_settings(args)``) as a picklable
+    submitit job: in ``workdir``, ``prepare(args)`` (the driver's checks and device), the data, then ``train_job``
+    with the lock and checkpoints in ``directory``, where its record ``done.json`` is written at the end.
+
+    Pre-empted or timed out (SLURM signals it), submitit calls ``checkpoint``: the job is requeued as it is, at most
+    ``max_requeues`` times, and continues from its latest checkpoint.
+    """
+
+    args: argparse.Namespace
+    experiment: int
+    repeat: int
+    directory: str
+    workdir: str
+    prepare: Callable[[argparse.Namespace], torch.device]
+    max_requeues: int
+    requeues: int = 0
+
+    def __call__(self) -> dict:
+        os.chdir(self.workdir)
+        configure_logging()
+        device = self.prepare(self.args)
+        record = train_job(self.args, device, load_data(self.args), self.experiment, self.repeat, self.directory)
+        atomic_json_dump(record, os.path.join(self.directory, DONE_FILE))
+        return record
+
+    def checkpoint(self) -> Optional[DelayedSubmission]:
+        """submitit's hook on pre-emption or time-out: the same job, to be requeued (None: not requeued)."""
+        if self.requeues >= self.max_requeues:
+            log.warning("stopped after %d requeue(s) (--max_requeues): not requeued again; resubmit the sweep to "
+                        "continue from the latest checkpoint", self.requeues)
+            return None
+        log.info("requeued (%d of at most %d): the job continues from its latest checkpoint", self.requeues + 1,
+                 self.max_requeues)
+        return DelayedSubmission(replace(self, requeues=self.requeues + 1))
+
+
+@dataclass
+class JobEntry:
+    """One job of ``sweep.json``: repeat ``repeat`` of the experiment ``experiment`` (index ``index`` into the
+    sweep's settings), and its latest submission (``cluster``, ``job_id``; empty: never submitted)."""
+
+    name: str
+    experiment: str
+    index: int
+    repeat: int
+    cluster: str = ""
+    job_id: str = ""
+
+
+@dataclass
+class Sweep:
+    """``sweep.json``: the sweep's directory, the directory results go to (``workdir``), the driver's flags of the
+    latest submission, every job, and each submission (cluster, resources, the jobs it submitted, with ids)."""
+
+    directory: str
+    workdir: str
+    flags: dict
+    jobs: List[JobEntry]
+    submissions: List[dict] = field(default_factory=list)
+
+    @classmethod
+    def plan(cls, directory: str, args: argparse.Namespace) -> "Sweep":
+        """A new sweep of the flags: one job per experiment of ``sweep_settings`` and repeat."""
+        jobs = [JobEntry(f"{setting.name} run {repeat}", setting.name, index, repeat)
+                for index, setting in enumerate(sweep_settings(args)) for repeat in range(args.repeat)]
+        return cls(os.path.abspath(directory), os.getcwd(), vars(args), jobs)
+
+    @classmethod
+    def load(cls, directory: str) -> "Sweep":
+        path = os.path.join(directory, SWEEP_FILE)
+        if not os.path.isfile(path):
+            raise UserError(f"{directory} holds no sweep (no {SWEEP_FILE}): give the --sweep_dir a sweep was "
+                            f"submitted with")
+        with open(path, encoding="utf-8") as stream:
+            saved = json_load(stream, path)
+        if saved.get("format") != SWEEP_FORMAT:
+            raise UserError(f"{path} is not a sweep this version can read (format {saved.get('format')})")
+        return cls(os.path.abspath(directory), saved["workdir"], saved["flags"],
+                   [JobEntry(**job) for job in saved["jobs"]], saved["submissions"])
+
+    def save(self) -> None:
+        atomic_json_dump({"format": SWEEP_FORMAT, **asdict(self)}, os.path.join(self.directory, SWEEP_FILE))
+
+    @property
+    def args(self) -> argparse.Namespace:
+        return argparse.Namespace(**self.flags)
+
+    @property
+    def logs(self) -> str:
+        """submitit's folder."""
+        return os.path.join(self.directory, "logs")
+
+    def check_same(self, args: argparse.Namespace) -> None:
+        """Resubmitting needs the flags this sweep was submitted with (those that change what is computed)."""
+        differ = settings_differences(run_settings(self.args), args)
+        if differ:
+            raise UserError(f"{self.directory} holds another sweep: {differ}; choose another --sweep_dir, or give "
+                            f"that sweep's flags to resubmit its unfinished jobs")
+
+    def job_directory(self, job: JobEntry) -> str:
+        return job_directory(self.directory, job.experiment, job.repeat)
+
+    def record(self, job: JobEntry) -> Optional[dict]:
+        """The job's run record once it has finished, else None."""
+        path = os.path.join(self.job_directory(job), DONE_FILE)
+        if not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as stream:
+            return json_load(stream, path)
+
+    def states(self) -> Dict[str, str]:
+        """Each job's state (``JOB_STATES``), by name."""
+        submitted: Dict[str, List[str]] = {}
+        for job in self.jobs:
+            if job.job_id:
+                submitted.setdefault(job.cluster, []).append(job.job_id)
+        cluster_states = {cluster: job_states(cluster, self.logs, ids) for cluster, ids in submitted.items()}
+        states = {}
+        for job in self.jobs:
+            if os.path.isfile(os.path.join(self.job_directory(job), DONE_FILE)):
+                states[job.name] = "done"
+            elif not job.job_id:
+                states[job.name] = "new"
+            else:
+                state = cluster_states[job.cluster][job.job_id]
+                states[job.name] = "failed" if state == "ended" else state
+        return states
+
+    def log_tail(self, job: JobEntry) -> List[str]:
+        return log_tail(self.logs, job.job_id) if job.job_id else []
+
+    def collect(self) -> Tuple[List[str], List[str]]:
+        """``output_final.json`` of every experiment whose repeats are all done, written as a single-process run
+        writes it (under the working directory: the sweep's ``workdir``); returns their tables, and the experiments
+        left out with their missing repeats."""
+        states = self.states()
+        tables, missing = [], []
+        for setting in sweep_settings(self.args):
+            jobs = sorted((job for job in self.jobs if job.experiment == setting.name), key=lambda job: job.repeat)
+            absent = [f"repeat {job.repeat} {states[job.name]}" for job in jobs if states[job.name] != "done"]
+            if absent:
+                missing.append(f"{setting.name} ({', '.join(absent)})")
+                continue
+            runs = [self.record(job) for job in jobs]
+            write_final_record(setting.name, runs)
+            tables.append(format_table(setting.name, runs))
+        return tables, missing
+
+
+def json_load(stream, path: str):
+    try:
+        return json.load(stream)
+    except json.JSONDecodeError as error:
+        raise UserError(f"cannot read {path}: {error}") from None
