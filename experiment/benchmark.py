@@ -31,8 +31,7 @@ import torch
 
 from agents import NormalNN, NormalNNSettings
 from agents.SVDNet import SVDNet, SVDNetSettings
-from dataloaders import BatchTransform, TaskData, TaskLoader
-from dataloaders.datasets import CIFAR100_MEAN, CIFAR100_STD
+from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader
 from models import build_model, svd_layers
 from utils.files import atomic_json_dump
 
@@ -160,7 +159,8 @@ def synthetic_task(name: str, n_images: int, augment: bool, seed: int) -> TaskDa
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=generator)
     targets = torch.randint(0, CLASSES_PER_TASK, (n_images,), generator=generator)
-    return TaskData(name, images, targets, BatchTransform(CIFAR100_MEAN, CIFAR100_STD, augment=augment))
+    cifar100 = DATASET_INPUTS["CIFAR100"]
+    return TaskData(name, images, targets, BatchTransform(cifar100.mean, cifar100.std, augment=augment))
 
 
 # --- rows --------------------------------------------------------------------------------------------------------
