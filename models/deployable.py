@@ -15,6 +15,7 @@ from typing import Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.svd_conv import SVD_Conv2d
@@ -42,19 +43,20 @@ def uses_two_convolutions(fan_in: int, out: int, k: int) -> bool:
 
 def plain_convolution(layer: SVD_Conv2d, k: int) -> nn.Module:
     """``layer`` through its first ``k`` components as an ``nn.Conv2d``, or an ``nn.Sequential`` of the two
-    convolutions when ``uses_two_convolutions`` (see the module docstring); on the layer's device and dtype."""
+    convolutions when ``uses_two_convolutions`` (see the module docstring); on the layer's device and dtype. No
+    random number is drawn (the convolutions are made with ``skip_init``), so evaluating never changes training."""
     N, C, Sigma = layer.N[:, :k].detach(), layer.C[:k].detach(), layer.Sigma[:k].detach()
     cin, out, size = layer.input_channel, layer.output_channel, layer.kernel_size
     where = {"device": N.device, "dtype": N.dtype}
     has_bias = layer.bias is not None
     if uses_two_convolutions(layer.fan_in, out, k):
         root = Sigma.abs().sqrt()
-        filters = nn.Conv2d(cin, k, size, layer.stride, layer.padding, bias=False, **where)
-        mixing = nn.Conv2d(k, out, 1, bias=has_bias, **where)
+        filters = skip_init(nn.Conv2d, cin, k, size, layer.stride, layer.padding, bias=False, **where)
+        mixing = skip_init(nn.Conv2d, k, out, 1, bias=has_bias, **where)
         weights = {filters: (root.unsqueeze(1) * C).view(k, cin, size, size), mixing: (N * root).view(out, k, 1, 1)}
         form = nn.Sequential(filters, mixing)
     else:
-        form = nn.Conv2d(cin, out, size, layer.stride, layer.padding, bias=has_bias, **where)
+        form = skip_init(nn.Conv2d, cin, out, size, layer.stride, layer.padding, bias=has_bias, **where)
         weights = {form: layer.compose(N, C, Sigma)}
     with torch.no_grad():
         for convolution, weight in weights.items():

@@ -124,5 +124,7 @@ def test_task_networks_give_the_factorized_logits_for_every_task_and_evaluation_
                 factorized = agent.model(inputs, task, agent.eval_ranks(task))
                 relative_close(network(inputs), factorized)
             correct += int((factorized.argmax(1) == targets).sum())
+    random_state = torch.get_rng_state()
     assert agent.evaluate(mixed) == pytest.approx(100.0 * correct / sum(len(y) for _, y, _ in mixed))
     assert built == ["1", "2", "3"]  # once per task and call, not per batch
+    assert torch.equal(torch.get_rng_state(), random_state)  # evaluating leaves training's random draws alone
