@@ -65,7 +65,7 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--threads", type=int, default=1, help="CPU threads of the latency measurements (default 1)")
     add("--warmup", type=int, default=3, help="untimed calls of each model before the timed ones")
     add("--repeats", type=int, default=20,
-        help="timed calls of each model at each batch size, the median is kept; 0 measures no latency")
+        help="timed runs of 64 images of each model at each batch size, the median is kept; 0: no latency")
     return parser.parse_args(argv)
 
 
@@ -95,6 +95,8 @@ class Deployed:
 # --- building -----------------------------------------------------------------------------------------------
 def chosen_tasks(wanted: Optional[List[str]], trained: List[str], directory) -> List[str]:
     """``--tasks`` (checked against the trained ones), or every trained task in training order."""
+    if not trained:
+        raise UserError(f"{directory} holds no trained task (its task_name_count.pth is empty)")
     if wanted is None:
         return list(trained)
     unknown = [task for task in wanted if task not in trained]
