@@ -13,7 +13,7 @@ from agents.freezing import FrozenPrefix
 from agents.model_size import cacl_model_size_mb
 from agents.regularizers import SPARSITY_REGULARIZERS, FrozenTerms, cacl_terms
 from models.multihead import MultiHeadNet
-from models.svd_conv import SVD_Conv2d, composing_once, svd_layers
+from models.svd_conv import SVD_Conv2d, svd_layers
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -142,11 +142,6 @@ class SVDNet(NormalNN):
                              torch.cat([layer.Sigma[kept], Sigma]))
 
     # --- evaluation -----------------------------------------------------------------------------------------
-    def evaluate(self, loader) -> float:
-        """As ``NormalNN.evaluate``, composing each prefix's kernels once per call instead of once per batch."""
-        with composing_once(self.layers):
-            return super().evaluate(loader)
-
     def eval_ranks(self, task: str) -> Optional[List[int]]:
         """A trained task's own prefix of components. A task never trained on its own (before its turn, or after
         ``--offline_training``) uses every component kept so far, never the fresh random ones; with none kept yet,

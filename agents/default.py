@@ -11,6 +11,7 @@ from tqdm import tqdm
 from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batchnorm_statistics
 from agents.model_size import dense_size_mb
 from agents.optim import make_optimizer
+from models.deployable import task_network
 from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
 
@@ -99,10 +100,12 @@ class NormalNN:
         self.valid_out_dim = n_classes
 
     def head_logits(self, features: torch.Tensor, task: str) -> torch.Tensor:
-        head = self.head_of(task)
-        logits = self.model.last[head](features)
-        if head == ALL_TASKS and self.valid_out_dim is not None:
-            logits = logits[:, :self.valid_out_dim]
+        return self.valid_logits(self.model.last[self.head_of(task)](features), task)
+
+    def valid_logits(self, logits: torch.Tensor, task: str) -> torch.Tensor:
+        """The outputs of ``task``'s head that count: all, or the first ``valid_out_dim`` of the shared head."""
+        if self.head_of(task) == ALL_TASKS and self.valid_out_dim is not None:
+            return logits[:, :self.valid_out_dim]
         return logits
 
     def freeze(self, task: str) -> List[nn.Parameter]:
@@ -229,27 +232,41 @@ class NormalNN:
         """Saved per-task BatchNorm statistics (``--save_running_stats``), checked against this model's layers."""
         self.running_stats = checked_statistics(self.model, statistics, source, self.device)
 
+    def task_network(self, task: str) -> nn.Sequential:
+        """``task``'s own network as plain layers (``models.deployable.task_network``): its components
+        (``eval_ranks``), its head and (with ``--save_running_stats``) its BatchNorm statistics folded in; on the
+        agent's device and memory format."""
+        live_statistics = batchnorm_statistics(self.model) if task in self.running_stats else None
+        if live_statistics is not None:
+            use_batchnorm_statistics(self.model, self.running_stats[task])
+        try:
+            network = task_network(self.model.feature_layers(), self.eval_ranks(task),
+                                   self.model.last[self.head_of(task)])
+        finally:
+            if live_statistics is not None:
+                use_batchnorm_statistics(self.model, live_statistics)
+        return network.to(memory_format=self.memory_format)
+
+    def network_logits(self, network: nn.Module, task: str, inputs: torch.Tensor) -> torch.Tensor:
+        """The logits of ``task`` that count, from its ``task_network`` (under ``--amp``'s autocast)."""
+        with self.autocast():
+            return self.valid_logits(network(inputs.contiguous(memory_format=self.memory_format)), task)
+
     @torch.no_grad()
     def evaluate(self, loader) -> float:
-        """Accuracy (%) over a loader, each sample through its own task's components, head and (with
-        ``--save_running_stats``) BatchNorm statistics."""
-        self.model.eval()
-        live_statistics = batchnorm_statistics(self.model) if self.running_stats else None
+        """Accuracy (%) over a loader, each sample through its own task's ``task_network`` (built once per task and
+        call: every layer in its cheaper form, with the task's own head and BatchNorm statistics)."""
+        networks: Dict[str, nn.Module] = {}
         correct, seen = 0, 0
         for inputs, targets, tasks in loader:
             for task, indices in task_groups(tasks):
                 task_inputs = inputs if indices is None else inputs[indices.to(inputs.device)]
                 task_targets = targets if indices is None else targets[indices.to(targets.device)]
-                if task in self.running_stats:
-                    use_batchnorm_statistics(self.model, self.running_stats[task])
-                with self.autocast():
-                    features = self.model.features(task_inputs.contiguous(memory_format=self.memory_format),
-                                                   self.eval_ranks(task))
-                    logits = self.head_logits(features, task)
+                if task not in networks:
+                    networks[task] = self.task_network(task)
+                logits = self.network_logits(networks[task], task, task_inputs)
                 correct += int((logits.argmax(1) == task_targets).sum())
                 seen += len(task_targets)
-        if live_statistics is not None:
-            use_batchnorm_statistics(self.model, live_statistics)
         if seen == 0:
             raise UserError("the evaluation set is empty")
         return 100.0 * correct / seen

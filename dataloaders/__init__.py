@@ -3,14 +3,17 @@
 from dataloaders.datasets import (
     CIFAR10,
     CIFAR100,
+    DATASET_INPUTS,
     DATASETS,
     MNIST,
     FashionMNIST,
     ImageSet,
+    NetworkInput,
     load_dataset,
     miniImageNet,
     read_idx,
 )
+from dataloaders.inputs import MULTIDATASET, network_input
 from dataloaders.loader import TaskLoader
 from dataloaders.multidataset import SVHN, multidataset_tasks, notMNIST
 from dataloaders.splits import PermutedGen, SplitGen, TaskData, split_boundaries
@@ -21,9 +24,12 @@ __all__ = [
     "CIFAR10",
     "CIFAR100",
     "DATASETS",
+    "DATASET_INPUTS",
     "FashionMNIST",
     "ImageSet",
     "MNIST",
+    "MULTIDATASET",
+    "NetworkInput",
     "PermutedGen",
     "SVHN",
     "SplitGen",
@@ -33,6 +39,7 @@ __all__ = [
     "load_dataset",
     "miniImageNet",
     "multidataset_tasks",
+    "network_input",
     "notMNIST",
     "read_idx",
     "split_boundaries",

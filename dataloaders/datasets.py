@@ -55,6 +55,32 @@ class ImageSet:
         return int(self.labels.max()) + 1
 
 
+@dataclass(frozen=True)
+class NetworkInput:
+    """What a network takes from a dataset: float32 images (3, size, size) made ``(x / 255 − mean[c]) / std[c]``
+    per channel (one mean/std is broadcast over the channels; grey images are repeated into 3)."""
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels: int = 3
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return self.channels, self.size, self.size
+
+
+DATASET_INPUTS = {
+    "CIFAR10": NetworkInput(32, (0.491, 0.482, 0.447), (0.247, 0.243, 0.262)),
+    "CIFAR100": NetworkInput(32, (0.507, 0.487, 0.441), (0.267, 0.256, 0.276)),
+    "MNIST": NetworkInput(32, (0.1000,), (0.2752,)),
+    "FashionMNIST": NetworkInput(32, (0.2190,), (0.3318,)),
+    "miniImageNet": NetworkInput(84, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+"""The network input of each dataset of :data:`DATASETS` (MNIST-like images are zero-padded from 28 to 32)."""
+
+
 # ---------------------------------------------------------------- CIFAR (official python pickles)
 
 
@@ -168,9 +194,7 @@ def _read_cifar(reader_class: type, name: str, dataroot: str, label_key: str, tr
     return images, labels
 
 
-def _load_cifar(
-    reader_class: type, name: str, dataroot: str, label_key: str, mean: list[float], std: list[float], train_aug: bool
-) -> tuple[ImageSet, ImageSet]:
+def _load_cifar(reader_class: type, name: str, dataroot: str, label_key: str, train_aug: bool) -> tuple[ImageSet, ImageSet]:
     folder = os.path.join(dataroot, reader_class.base_folder)
     if not os.path.isdir(folder) and not try_download(reader_class, name, dataroot):
         raise UserError(
@@ -183,6 +207,7 @@ def _load_cifar(
         if not os.path.isfile(os.path.join(folder, file_name)):
             raise UserError(f"{name} file {os.path.join(folder, file_name)} is missing: {_cifar_where(reader_class, dataroot)}")
     logger.info("reading %s from %s", name, folder)
+    mean, std = DATASET_INPUTS[name].mean, DATASET_INPUTS[name].std
     train = ImageSet(*_read_cifar(reader_class, name, dataroot, label_key, True), BatchTransform(mean, std, augment=train_aug))
     test = ImageSet(*_read_cifar(reader_class, name, dataroot, label_key, False), BatchTransform(mean, std))
     return train, test
@@ -190,15 +215,12 @@ def _load_cifar(
 
 def CIFAR10(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:
     """CIFAR-10 from ``<dataroot>/cifar-10-batches-py/``; ``train_aug`` adds RandomCrop(32, padding=4) + flip to train."""
-    return _load_cifar(_CIFAR10Reader, "CIFAR10", dataroot, "labels", [0.491, 0.482, 0.447], [0.247, 0.243, 0.262], train_aug)
-
-
-CIFAR100_MEAN, CIFAR100_STD = [0.507, 0.487, 0.441], [0.267, 0.256, 0.276]
+    return _load_cifar(_CIFAR10Reader, "CIFAR10", dataroot, "labels", train_aug)
 
 
 def CIFAR100(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:
     """CIFAR-100 (fine labels) from ``<dataroot>/cifar-100-python/``; ``train_aug`` as for CIFAR10."""
-    return _load_cifar(_CIFAR100Reader, "CIFAR100", dataroot, "fine_labels", CIFAR100_MEAN, CIFAR100_STD, train_aug)
+    return _load_cifar(_CIFAR100Reader, "CIFAR100", dataroot, "fine_labels", train_aug)
 
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST (IDX files)
@@ -267,8 +289,6 @@ def _load_mnist_like(
     name: str,
     reader_class: Callable,
     dataroot: str,
-    mean: list[float],
-    std: list[float],
     fallback_folders: Sequence[str] = (),
     install_hint: str = "",
 ) -> tuple[ImageSet, ImageSet]:
@@ -285,13 +305,13 @@ def _load_mnist_like(
             "it is downloaded automatically where a network is reachable"
         )
     logger.info("reading %s from %s", name, folder)
-    transform = BatchTransform(mean, std, to_rgb=True)
+    transform = BatchTransform(DATASET_INPUTS[name].mean, DATASET_INPUTS[name].std, to_rgb=True)
     return ImageSet(*_read_idx_split(folder, "train"), transform), ImageSet(*_read_idx_split(folder, "t10k"), transform)
 
 
 def MNIST(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:
     """MNIST from ``<dataroot>/MNIST/raw/``, padded to 32×32, 3 channels; ``train_aug`` is ignored (never augmented)."""
-    return _load_mnist_like("MNIST", torchvision.datasets.MNIST, dataroot, [0.1000], [0.2752])
+    return _load_mnist_like("MNIST", torchvision.datasets.MNIST, dataroot)
 
 
 def FashionMNIST(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, ImageSet]:
@@ -300,8 +320,6 @@ def FashionMNIST(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, Imag
         "FashionMNIST",
         torchvision.datasets.FashionMNIST,
         dataroot,
-        [0.2190],
-        [0.3318],
         fallback_folders=[DEBIAN_FASHION_MNIST_FOLDER],
         install_hint=", or apt-get install dataset-fashion-mnist",
     )
@@ -374,7 +392,7 @@ def miniImageNet(dataroot: str, train_aug: bool = False) -> tuple[ImageSet, Imag
                 f"{os.path.join(folder, '')} or pass --dataroot"
             )
     logger.info("reading miniImageNet from %s", folder)
-    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    mean, std = DATASET_INPUTS["miniImageNet"].mean, DATASET_INPUTS["miniImageNet"].std
     train = ImageSet(*_read_miniimagenet_split(paths[0]), BatchTransform(mean, std, augment=train_aug, crop_padding=0))
     test = ImageSet(*_read_miniimagenet_split(paths[1]), BatchTransform(mean, std))
     return train, test

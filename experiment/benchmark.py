@@ -9,6 +9,10 @@ Rows, all measured in this process on one device (``--device``), batch 64, 32×3
 3b. ``train_path_task20``: the same epoch as the 20th task of a network grown over 19 earlier ones (state built
    directly, see ``grown_agent``);
 4. ``eval_path``: ``agent.evaluate`` on each of the 20 tasks of such a model;
+4b. ``eval_pruned``: ``agent.evaluate`` on one task of a pruned ``Net_SVD`` (the first task's components of the
+   published CIFAR-100 sparse_wt0.4 checkpoint, 0.15× the dense multiply-adds), against
+4c. ``eval_floor``: the same evaluation through the dense ``Net`` (the floor of evaluation; rows 4b and 4c are
+   given as ratios to 4c);
 5. ``peak_rss_mb``: peak resident memory of a whole 20-task, 1-epoch CIFAR-100-shaped run of ``iBatchLearn.py``,
    in a child process.
 
@@ -31,8 +35,7 @@ import torch
 
 from agents import NormalNN, NormalNNSettings
 from agents.SVDNet import SVDNet, SVDNetSettings
-from dataloaders import BatchTransform, TaskData, TaskLoader
-from dataloaders.datasets import CIFAR100_MEAN, CIFAR100_STD
+from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader
 from models import build_model, svd_layers
 from utils.files import atomic_json_dump
 
@@ -44,6 +47,9 @@ SPARSE_WT, ENERGY_SV = 0.1, 3e-5  # the paper's CIFAR-100 setting
 PUBLISHED_LAST_IDENTIFIERS = [181, 519, 546, 597, 692]
 """The published CIFAR-100 sparse_wt0.1 checkpoint's identifiers after its 20th task (its final ranks are these plus
 the initial ranks [18, 57, 104, 115, 170]: [199, 576, 650, 712, 862])."""
+
+PRUNED_IDENTIFIERS = [5, 11, 12, 11, 8]
+"""The published CIFAR-100 sparse_wt0.4 checkpoint's components after its first task."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +166,8 @@ def synthetic_task(name: str, n_images: int, augment: bool, seed: int) -> TaskDa
     generator = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=generator)
     targets = torch.randint(0, CLASSES_PER_TASK, (n_images,), generator=generator)
-    return TaskData(name, images, targets, BatchTransform(CIFAR100_MEAN, CIFAR100_STD, augment=augment))
+    cifar100 = DATASET_INPUTS["CIFAR100"]
+    return TaskData(name, images, targets, BatchTransform(cifar100.mean, cifar100.std, augment=augment))
 
 
 # --- rows --------------------------------------------------------------------------------------------------------
@@ -221,6 +228,32 @@ def eval_path_rate(device: torch.device, speed: Speed, sizes: Sizes) -> float:
     return max(images_per_second(evaluate_all, device) for _ in range(sizes.rounds))
 
 
+def pruned_agent(device: torch.device, speed: Speed):
+    """``Net_SVD`` whose one trained task uses ``PRUNED_IDENTIFIERS`` components (random ones)."""
+    agent = svd_agent(device, speed)
+    agent.load_continual_state({0: PRUNED_IDENTIFIERS}, {"1": 0}, {0: PRUNED_IDENTIFIERS})
+    return agent
+
+
+def evaluation_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
+    """Rows 4b and 4c: ``agent.evaluate`` on one task, the pruned and the dense model in alternating rounds."""
+    loader = TaskLoader(synthetic_task("1", sizes.test_images, augment=False, seed=100), BATCH_SIZE, shuffle=False,
+                        device=device)
+    agents = {"eval_pruned": pruned_agent(device, speed), "eval_floor": dense_agent(device, speed)}
+
+    def evaluate(agent) -> int:
+        agent.evaluate(loader)
+        return sizes.test_images
+
+    best = {name: 0.0 for name in agents}
+    for agent in agents.values():
+        agent.evaluate(loader)  # warm-up
+    for _ in range(sizes.rounds):
+        for name, agent in agents.items():
+            best[name] = max(best[name], images_per_second(lambda: evaluate(agent), device))
+    return best
+
+
 def write_cifar100_files(root: str, train_per_class: int, test_per_class: int) -> None:
     """``<root>/cifar-100-python/{train,test,meta}`` in the official pickled layout, random uint8 images."""
     folder = os.path.join(root, "cifar-100-python")
@@ -264,22 +297,24 @@ def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optio
 
 # --- report ------------------------------------------------------------------------------------------------------
 ROWS = [
-    ("1", "floor", "dense Net step (ready tensors)"),
-    ("2", "svd_step", "Net_SVD step, CACL loss (ready tensors)"),
-    ("3", "train_path", "task 1 epoch via learn_task + TaskLoader"),
-    ("3b", "train_path_task20", "task 20 epoch, grown network"),
-    ("4", "eval_path", "evaluate 20 tasks"),
+    ("1", "floor", "dense Net step (ready tensors)", "floor"),
+    ("2", "svd_step", "Net_SVD step, CACL loss (ready tensors)", "floor"),
+    ("3", "train_path", "task 1 epoch via learn_task + TaskLoader", "floor"),
+    ("3b", "train_path_task20", "task 20 epoch, grown network", "floor"),
+    ("4", "eval_path", "evaluate 20 tasks", "floor"),
+    ("4b", "eval_pruned", "evaluate a pruned task (0.15x dense MACs)", "eval_floor"),
+    ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor"),
 ]
+"""(row, key, what, the row it is a ratio to)."""
 
 
 def format_table(results: dict) -> str:
-    floor = results["floor"]
     lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
              f"batch {BATCH_SIZE}{''.join(f', {option}' for option in ('channels_last', 'amp', 'compile') if results[option])})"
              f"{' [quick: not a measurement]' if results['quick'] else ''}",
-             f"{'row':>3}  {'what':<42} {'images/s':>10} {'× row 1':>8}"]
-    for row, key, what in ROWS:
-        lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / floor:8.2f}")
+             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4 to row 1, 4b-4c to 4c)"]
+    for row, key, what, reference in ROWS:
+        lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / results[reference]:8.2f}")
     rss = results["peak_rss_mb"]
     lines.append(f"{'5':>3}  {'peak RSS, 20 tasks x 1 epoch (MB)':<42} "
                  f"{'skipped' if rss is None else f'{rss:.0f}':>10}")
@@ -303,6 +338,7 @@ def main(argv=None) -> int:
     results["train_path"] = train_path_rate(device, speed, sizes, tasks_before=0)
     results["train_path_task20"] = train_path_rate(device, speed, sizes, tasks_before=TASKS - 1)
     results["eval_path"] = eval_path_rate(device, speed, sizes)
+    results.update(evaluation_rates(device, speed, sizes))
     results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, speed, sizes, args.threads)
     print(format_table(results))
     atomic_json_dump(results, args.output)

@@ -6,15 +6,11 @@ from typing import Dict, List, Mapping, Optional
 import torch
 
 from agents import NormalNN, agent_class
-from dataloaders import PermutedGen, SplitGen, load_dataset, multidataset_tasks
+from dataloaders import MULTIDATASET, PermutedGen, SplitGen, load_dataset, multidataset_tasks
 from experiment.saved_model import load_state, read_state, svd_ranks
 from models import build_model, svd_layers
 from models.multihead import ALL_TASKS
 from utils.errors import UserError
-
-MULTIDATASET = "multidataset"
-"""``--dataset`` name of the 5-dataset sequence."""
-
 
 SWEPT_FLAGS = ("sparse_wt",)
 """Flags that take several values, one experiment each; an agent gets one value through its ``Setting``."""

@@ -1,6 +1,7 @@
 """``--loadmodel``: every task of a saved CACL model (ours or the published code's) through its own components,
 head and BatchNorm statistics."""
 import os
+from typing import Dict
 
 from evaluation.results import format_table, write_eval_record
 from experiment.builders import build_tasks, evaluation_splits, image_size, load_data, make_agent, output_dims
@@ -9,6 +10,18 @@ from experiment.run import results_record
 from experiment.saved_model import find_checkpoint, load_checkpoint, svd_ranks
 from utils.errors import UserError
 from utils.runtime import seed_everything
+
+
+def saved_agent(args, device, directory, pieces: dict, size: int, out_dim: Dict[str, int]):
+    """The CACL agent of a saved checkpoint (``load_checkpoint``'s ``pieces``) for images of ``size`` pixels: its
+    model and heads, the components each task uses and the per-task BatchNorm statistics."""
+    agent = make_agent(args, device, size, out_dim, {}, state=pieces["state_dict"],
+                       source=f"{directory}/final_model.pth")
+    if not hasattr(agent, "load_continual_state"):
+        raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
+    agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
+    agent.load_running_stats(pieces["running_stats"], f"{directory}/batchnorm.pth")
+    return agent
 
 
 def evaluate_checkpoint(args, device, data) -> dict:
@@ -24,12 +37,8 @@ def evaluate_checkpoint(args, device, data) -> dict:
     if svd_ranks(pieces["state_dict"]) != list(pieces["rank"]):
         raise UserError(f"{directory}/rank.pth {list(pieces['rank'])} disagrees with the ranks of final_model.pth "
                         f"{svd_ranks(pieces['state_dict'])}")
-    agent = make_agent(args, device, image_size(train_splits), output_dims(args, task_output_space), {},
-                       state=pieces["state_dict"], source=f"{directory}/final_model.pth")
-    if not hasattr(agent, "load_continual_state"):
-        raise UserError(f"--loadmodel needs the SVDNet agent (got --agent_type {args.agent_type})")
-    agent.load_continual_state(pieces["task_identifiers"], pieces["task_name_count"], pieces["chann_used"])
-    agent.load_running_stats(pieces["running_stats"], f"{directory}/batchnorm.pth")
+    agent = saved_agent(args, device, directory, pieces, image_size(train_splits),
+                        output_dims(args, task_output_space))
     names = agent.tasks_trained
     stream = TaskStream(names, train_splits, evaluation_splits(args, train_splits, test_splits), args.batch_size,
                         device)

@@ -31,12 +31,12 @@ def save_checkpoint(directory: str, state_dict, rank, task_identifiers, task_nam
         atomic_torch_save(value, os.path.join(directory, name))
 
 
-def find_checkpoint(name: str) -> Path:
-    """``name`` as a directory, else ``saves/<name>``, else ``pretrained/<name>``."""
+def find_checkpoint(name: str, given_as: str = "--loadmodel") -> Path:
+    """``name`` as a directory, else ``saves/<name>``, else ``pretrained/<name>``; ``given_as`` names it in errors."""
     for candidate in [Path(name)] + [Path(d) / name for d in SEARCH_DIRS]:
         if candidate.is_dir():
             return candidate
-    raise UserError(f"--loadmodel {name}: no such checkpoint directory (looked for {name}, saves/{name} and "
+    raise UserError(f"{given_as} {name}: no such checkpoint directory (looked for {name}, saves/{name} and "
                     f"pretrained/{name})")
 
 
@@ -60,6 +60,16 @@ def load_piece(directory: Path, name: str):
 def svd_ranks(state: Mapping[str, torch.Tensor]) -> List[int]:
     """Rank of every SVD layer of a state dict (the length of each ``*.Sigma``), in order."""
     return [tensor.shape[0] for key, tensor in state.items() if key.endswith(".Sigma")]
+
+
+def head_sizes(state: Mapping[str, torch.Tensor]) -> Dict[str, int]:
+    """Outputs of every head of a state dict, ``{name: rows of the last weight of last.<name>}``."""
+    sizes = {}
+    for key, tensor in state.items():
+        parts = key.split(".")
+        if parts[0] == "last" and parts[-1] == "weight":
+            sizes[parts[1]] = tensor.shape[0]
+    return sizes
 
 
 def load_state(model, state: Mapping[str, torch.Tensor], source: str) -> None:

@@ -12,6 +12,7 @@ from evaluation.results import results_directory
 from evaluation.searches import write_search
 from experiment.builders import build_tasks, evaluation_splits, image_size, make_agent, output_dims, task_order
 from experiment.protocols import TaskStream
+from models.deployable import count_multiply_adds
 from utils.runtime import seed_everything
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,18 @@ class SearchPoint:
     value: float       # the sparsity weight or the pruning energy tried
     components: int    # components the first task kept, over all SVD layers
     accuracy: float    # accuracy (%) of the first task through its kept components
+    macs: int          # multiply-adds of the first task's network on one input (models.deployable)
 
 
-def kept_components(agent: NormalNN) -> int:
-    return sum(agent.task_identifiers[0])
+def measure_first_task(value: float, agent: NormalNN, stream: TaskStream) -> SearchPoint:
+    """The search point of ``value``: the first task's components, accuracy and multiply-adds, as ``agent`` has it."""
+    first = stream.names[0]
+    data = stream.evaluation[first]
+    input_shape = data.transform(data.images[:1]).shape[1:]
+    point = SearchPoint(value, sum(agent.task_identifiers[0]), agent.evaluate(stream.eval_loader(first)),
+                        count_multiply_adds(agent.task_network(first), input_shape))
+    log.info("%.4g: %d components, accuracy %.2f%%, %d multiply-adds", *vars(point).values())
+    return point
 
 
 def sparsity_search(make_agent: Callable[[float], NormalNN], stream: TaskStream, low: float,
@@ -39,8 +48,7 @@ def sparsity_search(make_agent: Callable[[float], NormalNN], stream: TaskStream,
     for weight in np.linspace(low, high, SPARSITY_POINTS):
         agent = make_agent(float(weight))
         agent.learn_task(first, stream.train_loader(first))
-        points.append(SearchPoint(float(weight), kept_components(agent), agent.evaluate(stream.eval_loader(first))))
-        log.info("sparse_wt %.4g: %d components, accuracy %.2f%%", *vars(points[-1]).values())
+        points.append(measure_first_task(float(weight), agent, stream))
     return points
 
 
@@ -53,8 +61,7 @@ def energy_search(trained: NormalNN, stream: TaskStream, low: float, high: float
         agent = copy.deepcopy(trained)
         agent.settings.energy_sv = float(energy)
         agent.end_task(first)
-        points.append(SearchPoint(float(energy), kept_components(agent), agent.evaluate(stream.eval_loader(first))))
-        log.info("energy %.3g: %d components, accuracy %.2f%%", *vars(points[-1]).values())
+        points.append(measure_first_task(float(energy), agent, stream))
     return points
 
 

@@ -7,6 +7,8 @@ from utils.errors import UserError
 
 MODEL_TYPES = ("customnet", "customnet_SVD", "vgg_16_bn")
 FEATURE_SIZE_MODULES = {"customnet": "customnet", "customnet_SVD": "customnet", "vgg_16_bn": "vgg_16_bn"}
+DENSE_FORMS = {"Net_SVD": ("customnet", "Net"), "vgg16_bn_cifar100_SVD": ("vgg_16_bn", "vgg16_bn_cifar100")}
+"""``(model_type, model_name)`` of the dense network with the same layers as each factorized one."""
 
 
 def model_builders(model_type: str) -> dict:
@@ -28,4 +30,4 @@ def build_model(model_type: str, model_name: str, image_size: int = 32, **kwargs
     return builders[model_name](size=layout.feature_size(image_size), **kwargs)
 
 
-__all__ = ["MODEL_TYPES", "MultiHeadNet", "SVD_Conv2d", "build_model", "model_builders", "svd_layers"]
+__all__ = ["DENSE_FORMS", "MODEL_TYPES", "MultiHeadNet", "SVD_Conv2d", "build_model", "model_builders", "svd_layers"]

@@ -1,5 +1,5 @@
 """The paper's 5-convolution network; ``Net`` is its dense form (``customnet_SVD.Net_SVD`` the factorized one)."""
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -53,8 +53,11 @@ class CustomNet(MultiHeadNet):
         self.n_feat = CUSTOMNET_CFG[-2][2] * size
         self.last = nn.ModuleDict()
 
+    def feature_layers(self) -> List[nn.Module]:
+        return [getattr(self, name) for name in self.layer_names]
+
     def features(self, x: torch.Tensor, ranks: Optional[Sequence[int]] = None) -> torch.Tensor:
-        return apply_layers((getattr(self, name) for name in self.layer_names), x, ranks).flatten(1)
+        return apply_layers(self.feature_layers(), x, ranks).flatten(1)
 
 
 def Net(size: int = 4) -> CustomNet:

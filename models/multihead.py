@@ -31,7 +31,8 @@ def apply_layers(layers: Iterable[nn.Module], x: torch.Tensor, ranks: Optional[S
 
 
 class MultiHeadNet(nn.Module):
-    """Base of every model: subclasses define ``features(x, ranks)`` and ``n_feat``; heads live in ``self.last``.
+    """Base of every model: subclasses define ``feature_layers()`` (their layers in order), ``features(x, ranks)``
+    (those layers, then a flatten) and ``n_feat``; heads live in ``self.last``.
 
     ``ranks`` is one prefix length per SVD layer (``None``: every component); dense models accept only ``None``.
     """

@@ -1,7 +1,6 @@
 """A convolution stored as a singular value decomposition, ``W = N · diag(|Σ|) · C``."""
 import math
-from contextlib import ExitStack, contextmanager
-from typing import Dict, Iterable, Iterator, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,12 +36,10 @@ class SVD_Conv2d(nn.Module):
     ``forward(x, rank=k)`` uses only the first ``k`` components (a prefix). Without a prefix, training mode uses
     every component and eval mode those whose Sigma is non-zero (which gives the same kernel).
 
-    Two optional shortcuts give the same kernels up to floating-point rounding, each set and cleared by its user:
-
-    - ``set_constant_prefix(k)``: the first ``k`` components are a constant kernel ``K``, composed once; training mode
-      without a prefix then composes ``W = K + N[:, k:] · diag(|Σ[k:]|) · C[k:]``, so its cost and its gradients
-      concern the other components only (none reaches the first ``k``). Prefixes and eval mode are unaffected.
-    - ``composing_once()``: inside the block, with gradients off, each prefix's kernel is composed once and reused.
+    An optional shortcut gives the same kernels up to floating-point rounding, set and cleared by its user:
+    ``set_constant_prefix(k)``: the first ``k`` components are a constant kernel ``K``, composed once; training mode
+    without a prefix then composes ``W = K + N[:, k:] · diag(|Σ[k:]|) · C[k:]``, so its cost and its gradients
+    concern the other components only (none reaches the first ``k``). Prefixes and eval mode are unaffected.
     """
 
     def __init__(self, input_channel: int, output_channel: int, kernel_size: int, stride: int = 1,
@@ -66,7 +63,6 @@ class SVD_Conv2d(nn.Module):
         init_components(self.N, self.C, self.Sigma)
         self.constant_prefix = 0
         self.register_buffer("constant_kernel", None, persistent=False)
-        self._kernels: Optional[Dict[Tuple[Optional[int], bool], torch.Tensor]] = None
 
     @property
     def rank(self) -> int:
@@ -123,14 +119,6 @@ class SVD_Conv2d(nn.Module):
 
     def composed_weight(self, rank: Optional[int] = None) -> torch.Tensor:
         """The dense kernel (out, in, k, k) from the first ``rank`` components (see the class docstring)."""
-        key = (rank, self.training)
-        if self._kernels is not None and not torch.is_grad_enabled():
-            if key not in self._kernels:
-                self._kernels[key] = self._composed_weight(rank)
-            return self._kernels[key]
-        return self._composed_weight(rank)
-
-    def _composed_weight(self, rank: Optional[int]) -> torch.Tensor:
         N, C, Sigma = self.N, self.C, self.Sigma
         if rank is not None:
             N, C, Sigma = N[:, :rank], C[:rank], Sigma[:rank]
@@ -141,15 +129,6 @@ class SVD_Conv2d(nn.Module):
             k = self.constant_prefix
             return self.constant_kernel + self.compose(N[:, k:], C[k:], Sigma[k:])
         return self.compose(N, C, Sigma)
-
-    @contextmanager
-    def composing_once(self) -> Iterator[None]:
-        """Inside the block, with gradients off, compose each prefix's kernel once (the components must not change)."""
-        outer, self._kernels = self._kernels, {} if self._kernels is None else self._kernels
-        try:
-            yield
-        finally:
-            self._kernels = outer
 
     def forward(self, x: torch.Tensor, rank: Optional[int] = None) -> torch.Tensor:
         return F.conv2d(x, self.composed_weight(rank), self.bias, self.stride, self.padding)
@@ -162,12 +141,3 @@ class SVD_Conv2d(nn.Module):
 def svd_layers(model: nn.Module) -> list:
     """The model's ``SVD_Conv2d`` layers in registration (= forward) order."""
     return [m for m in model.modules() if isinstance(m, SVD_Conv2d)]
-
-
-@contextmanager
-def composing_once(layers: Iterable[SVD_Conv2d]) -> Iterator[None]:
-    """``SVD_Conv2d.composing_once`` for several layers at once."""
-    with ExitStack() as stack:
-        for layer in layers:
-            stack.enter_context(layer.composing_once())
-        yield

@@ -1,5 +1,5 @@
 """VGG-16 with BatchNorm for 32×32 inputs (configuration D), dense or with every convolution factorized."""
-from typing import Callable, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -51,8 +51,11 @@ class VGG(MultiHeadNet):
     def make_head(self, n_classes: int) -> nn.Module:
         return nn.Sequential(nn.Linear(self.n_feat, HEAD_HIDDEN), nn.Linear(HEAD_HIDDEN, n_classes))
 
+    def feature_layers(self) -> List[nn.Module]:
+        return list(self.features_layers)
+
     def features(self, x: torch.Tensor, ranks: Optional[Sequence[int]] = None) -> torch.Tensor:
-        return apply_layers(self.features_layers, x, ranks).flatten(1)
+        return apply_layers(self.feature_layers(), x, ranks).flatten(1)
 
 
 def vgg16_bn_cifar100(size: int = 1) -> VGG:

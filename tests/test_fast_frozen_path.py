@@ -1,12 +1,11 @@
 """A later task's step costs what its own components cost: the frozen ones enter as constants, same loss, same step."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 from agents.SVDNet import SVDNet, SVDNetSettings
 from agents.regularizers import FrozenOrthogonality, SPARSITY_REGULARIZERS, norms, orthogonality
 from models import build_model
-from models.svd_conv import SVD_Conv2d, composing_once
+from models.svd_conv import SVD_Conv2d
 
 
 def double_layer(cin=4, cout=6, kernel=3, rank=10, seed=0):
@@ -190,24 +189,3 @@ def test_a_later_step_leaves_the_frozen_components_and_their_kernel_untouched(ov
     agent.end_task("2")
     assert all(layer.constant_prefix == 0 and layer.constant_kernel is None for layer in agent.layers)
 
-
-def test_evaluation_composing_each_prefix_once_gives_identical_outputs():
-    agent = agent_after_one_task()
-    agent.model.eval()
-    inputs = batch(5)[0]
-    with torch.no_grad():
-        plain = [agent.model(inputs, "1", agent.eval_ranks("1")) for _ in range(2)]
-        with composing_once(agent.layers):
-            cached = [agent.model(inputs, "1", agent.eval_ranks("1")) for _ in range(2)]
-            assert all(len(layer._kernels) == 1 for layer in agent.layers)
-    assert all(torch.equal(a, b) for a, b in zip(plain, cached))
-    assert all(layer._kernels is None for layer in agent.layers)
-
-
-def test_composing_once_is_off_while_gradients_are_recorded():
-    layer = double_layer()
-    x = torch.randn(2, 4, 7, 7, dtype=torch.float64)
-    with composing_once([layer]):
-        layer(x, rank=5).sum().backward()
-    assert layer.N.grad is not None and layer._kernels is None
-    torch.testing.assert_close(F.conv2d(x, plain_kernel(layer, 5)), layer(x, rank=5))

@@ -153,4 +153,6 @@ def test_energy_search_prunes_one_model_twenty_ways(workdir, cifar10_root, capsy
     assert [p["value"] for p in points] == pytest.approx(list(np.linspace(3e-5, 3e-2, 20)))  # linear, as published
     components = [p["components"] for p in points]
     assert components == sorted(components, reverse=True) and components[0] > components[-1]
+    macs = [p["macs"] for p in points]  # fewer components never cost more multiply-adds
+    assert macs == sorted(macs, reverse=True) and macs[0] > macs[-1]
     assert (workdir / "results" / "mode_e_search" / "e_search.png").is_file()

@@ -13,11 +13,9 @@ from utils.errors import UserError
 
 
 def logits_of(agent, task, inputs):
-    """The agent's evaluation path (its autocast and memory format included) on one batch."""
-    agent.model.eval()
-    with torch.no_grad(), agent.autocast():
-        features = agent.model.features(inputs.contiguous(memory_format=agent.memory_format), agent.eval_ranks(task))
-        return agent.head_logits(features, task).float()
+    """The agent's evaluation path (its task network, autocast and memory format included) on one batch."""
+    with torch.no_grad():
+        return agent.network_logits(agent.task_network(task), task, inputs).float()
 
 
 @pytest.mark.parametrize("overrides", [{}, {"weight_decay": 0.01}, {"optimizer": "SGD", "weight_decay": 0.01},

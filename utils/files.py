@@ -25,5 +25,9 @@ def atomic_torch_save(obj, path: str) -> None:
     _atomic_write(path, lambda stream: torch.save(obj, stream))
 
 
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    _atomic_write(path, lambda stream: stream.write(data))
+
+
 def atomic_json_dump(obj, path: str) -> None:
     _atomic_write(path, lambda stream: stream.write(json.dumps(obj, indent=2).encode()))

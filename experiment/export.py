@@ -1,0 +1,241 @@
+"""``python -m experiment.export CHECKPOINT_DIR --out DIR``: each task of a saved CACL model as its own smallest
+runnable network, with its multiply-adds and CPU latency against the dense network's.
+
+For every task (``--tasks``, default all, in training order) and format (``--format``): ``DIR/task<name>.onnx``
+and ``DIR/task<name>.pt`` (TorchScript). Each takes a float32 batch (N, C, H, W), any N, normalised as the
+dataset's loader normalises it, and returns that task's logits; it holds only ``torch.nn`` layers
+(``models.deployable.task_network``: each SVD layer as one dense or two thin convolutions, chosen by their
+multiply-adds; BatchNorm folded in). ``DIR/summary.json`` and the printed table give per task the components per
+layer, parameters, file sizes, multiply-adds (``torch.utils.flop_counter``) and the median latency at batch 1 and 64
+on the CPU with ``--threads`` threads in PyTorch and in ONNX Runtime; and the same for the dense network of the same
+layers with one head.
+"""
+import argparse
+import io
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import onnx
+import onnxruntime
+import torch
+from torch import nn
+
+from dataloaders import NetworkInput, network_input
+from evaluation.deployment import format_deployment_table, write_deployment_summary
+from experiment.evaluate_saved import saved_agent
+from experiment.latency import median_latencies_ms, onnxruntime_runner, onnxruntime_session, torch_runner
+from experiment.saved_model import find_checkpoint, head_sizes, load_checkpoint
+from models import DENSE_FORMS, build_model
+from models.deployable import count_multiply_adds, task_network, uses_two_convolutions
+from utils.errors import UserError
+from utils.files import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": "onnx", "torchscript": "pt"}
+"""Each ``--format`` and the extension of its files."""
+LATENCY_BATCHES = (1, 64)
+"""Batch sizes of the latency measurements; a timed run at batch b is ``64 // b`` calls in a row (the same number
+of images at every batch size), divided by their number."""
+ENGINES = ("pytorch", "onnxruntime")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line ``UserError``s."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (--help lists the flags)")
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    parser = ArgumentParser(prog="python -m experiment.export", description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("checkpoint", help="a checkpoint directory (ours or the published layout), or a name under saves/ or "
+                           "pretrained/")
+    add("--out", required=True, help="the directory the files go to")
+    add("--format", nargs="+", choices=list(FORMATS), default=list(FORMATS), help="formats to write (default: both)")
+    add("--tasks", nargs="+", default=None, help="tasks to export (default: every trained task, in training order)")
+    add("--model_type", default="customnet_SVD", help="as in iBatchLearn.py")
+    add("--model_name", default="Net_SVD", help="as in iBatchLearn.py")
+    add("--dataset", default="CIFAR10", help="as in iBatchLearn.py: fixes the input size and normalisation")
+    add("--threads", type=int, default=1, help="CPU threads of the latency measurements (default 1)")
+    add("--warmup", type=int, default=3, help="untimed calls of each model before the timed ones")
+    add("--repeats", type=int, default=20,
+        help="timed runs of 64 images of each model at each batch size, the median is kept; 0: no latency")
+    return parser.parse_args(argv)
+
+
+def check_args(args) -> None:
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    for flag in ("warmup", "repeats"):
+        if getattr(args, flag) < 0:
+            raise UserError(f"--{flag} must be 0 or more, got {getattr(args, flag)}")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UserError(f"--out {args.out} is a file, not a directory")
+    if args.model_name not in DENSE_FORMS:
+        raise UserError(f"--model_name {args.model_name} is not a CACL model: export takes "
+                        f"{', '.join(DENSE_FORMS)}")
+
+
+@dataclass
+class Deployed:
+    """One exported network: the task's, or the dense baseline's."""
+
+    network: nn.Module
+    """Channels-last on the CPU, as ``NormalNN`` runs it and as the TorchScript file holds it."""
+    input: NetworkInput
+    onnx: Optional[bytes] = None
+
+
+# --- building -----------------------------------------------------------------------------------------------
+def chosen_tasks(wanted: Optional[List[str]], trained: List[str], directory) -> List[str]:
+    """``--tasks`` (checked against the trained ones), or every trained task in training order."""
+    if not trained:
+        raise UserError(f"{directory} holds no trained task (its task_name_count.pth is empty)")
+    if wanted is None:
+        return list(trained)
+    unknown = [task for task in wanted if task not in trained]
+    if unknown:
+        raise UserError(f"{directory} has no task {unknown[0]}: its tasks are {', '.join(trained)}")
+    return list(dict.fromkeys(wanted))
+
+
+def dense_network(args, inputs: NetworkInput, n_classes: int) -> nn.Module:
+    """The dense network of ``args.model_name``'s layers with one head of ``n_classes`` (random weights)."""
+    model_type, model_name = DENSE_FORMS[args.model_name]
+    model = build_model(model_type, model_name, image_size=inputs.size)
+    model.add_heads({"1": n_classes})
+    return task_network(model.feature_layers(), None, model.last["1"]).to(memory_format=torch.channels_last)
+
+
+def onnx_bytes(item: Deployed) -> bytes:
+    """The network as an ONNX model (``torch.onnx``'s exporter) with a dynamic batch size, checked by
+    ``onnx.checker``: input ``images`` (batch, C, H, W), output ``logits``."""
+    example = torch.zeros(2, *item.input.shape)  # a batch of 1 would be specialised
+    program = torch.onnx.export(item.network, (example,), dynamo=True, verbose=False, external_data=False,
+                                input_names=["images"], output_names=["logits"],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},))
+    onnx.checker.check_model(program.model_proto, full_check=True)
+    return program.model_proto.SerializeToString()
+
+
+def torchscript_bytes(item: Deployed) -> bytes:
+    """The network scripted and saved by ``torch.jit`` (whose deprecation warnings are silenced here)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit", category=FutureWarning)
+        torch.jit.save(torch.jit.script(item.network), buffer)
+    return buffer.getvalue()
+
+
+def write_files(deployed: Dict[str, Deployed], formats: List[str], out: str) -> Dict[str, Dict[str, dict]]:
+    """``out/task<name>.<extension>`` for every task and format (each written atomically); keeps each ONNX model
+    in its ``Deployed``. Returns ``{task: {format: {"file": name, "bytes": size}}}``."""
+    files = {}
+    for task, item in deployed.items():
+        contents = {}
+        if "onnx" in formats:
+            item.onnx = contents["onnx"] = onnx_bytes(item)
+        if "torchscript" in formats:
+            contents["torchscript"] = torchscript_bytes(item)
+        files[task] = {}
+        for form, content in contents.items():
+            file_name = f"task{task}.{FORMATS[form]}"
+            atomic_write_bytes(content, os.path.join(out, file_name))
+            files[task][form] = {"file": file_name, "bytes": len(content)}
+        log.info("task %s: %s", task, ", ".join(file["file"] for file in files[task].values()))
+    return files
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+def measured(deployed: Dict[str, Deployed], args) -> Dict[str, Dict[str, Dict[int, float]]]:
+    """``{model: {engine: {batch size: median ms}}}`` over every model in alternating rounds (ONNX Runtime only for
+    models exported to ONNX); empty dicts with ``--repeats 0``."""
+    latencies = {name: {engine: {} for engine in ENGINES} for name in deployed}
+    if args.repeats == 0:
+        return latencies
+    sessions = {name: onnxruntime_session(item.onnx, args.threads) for name, item in deployed.items() if item.onnx}
+    generator = torch.Generator().manual_seed(0)
+    for batch in LATENCY_BATCHES:
+        runners = {}
+        for name, item in deployed.items():
+            inputs = torch.randn(batch, *item.input.shape, generator=generator)
+            runners[name, "pytorch"] = torch_runner(item.network, inputs)
+            if name in sessions:
+                runners[name, "onnxruntime"] = onnxruntime_runner(sessions[name], inputs.numpy())
+        calls = max(1, max(LATENCY_BATCHES) // batch)
+        for (name, engine), milliseconds in median_latencies_ms(runners, args.warmup, args.repeats, calls).items():
+            latencies[name][engine][batch] = milliseconds
+    return latencies
+
+
+def description(item: Deployed, latency: Dict[str, Dict[int, float]]) -> dict:
+    """The numbers ``summary.json`` holds for every network."""
+    return {"parameters": sum(p.numel() for p in item.network.parameters()),
+            "macs": count_multiply_adds(item.network, item.input.shape),
+            "input": {"shape": list(item.input.shape), "mean": list(item.input.mean), "std": list(item.input.std)},
+            "latency_ms": {engine: {str(batch): ms for batch, ms in by_batch.items()}
+                           for engine, by_batch in latency.items()}}
+
+
+def task_row(agent, task: str, item: Deployed, files: Dict[str, dict], latency) -> dict:
+    """A task's entry of ``summary.json``: its components per SVD layer and which layers are two convolutions,
+    its files and ``description``."""
+    ranks = agent.eval_ranks(task)
+    two = [uses_two_convolutions(layer.fan_in, layer.output_channel, k) for layer, k in zip(agent.layers, ranks)]
+    return {"task": task, "components": list(ranks), "two_convolutions": two, "files": files,
+            **description(item, latency)}
+
+
+# --- the command ----------------------------------------------------------------------------------------------
+def export(args) -> str:
+    """Check everything, then write every file and ``summary.json``; returns the table to print."""
+    check_args(args)
+    directory = find_checkpoint(args.checkpoint, given_as="checkpoint")
+    pieces = load_checkpoint(directory)
+    ordered = sorted(pieces["task_name_count"], key=pieces["task_name_count"].get)
+    tasks = chosen_tasks(args.tasks, [str(task) for task in ordered], directory)
+    inputs = {task: network_input(args.dataset, task) for task in tasks}
+    flags = argparse.Namespace(**vars(args), agent_type="SVDNet", agent_name="SVDNet", model_weights=None)
+    heads = head_sizes(pieces["state_dict"])
+    agent = saved_agent(flags, torch.device("cpu"), directory, pieces, inputs[tasks[0]].size, heads)
+    torch.set_num_threads(args.threads)
+    deployed = {task: Deployed(agent.task_network(task), inputs[task]) for task in tasks}
+    files = write_files(deployed, args.format, args.out)
+    dense = Deployed(dense_network(args, inputs[tasks[0]], heads[agent.head_of(tasks[0])]), inputs[tasks[0]])
+    if args.repeats > 0 and "onnx" in args.format:
+        dense.onnx = onnx_bytes(dense)
+    latencies = measured({**deployed, "dense": dense}, args)
+    summary = {"checkpoint": str(directory), "model_type": args.model_type, "model_name": args.model_name,
+               "dataset": args.dataset, "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
+               "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+               "tasks": [task_row(agent, task, deployed[task], files[task], latencies[task]) for task in tasks],
+               "dense": {"model_name": DENSE_FORMS[args.model_name][1], **description(dense, latencies["dense"])}}
+    write_deployment_summary(summary, args.out)
+    return format_deployment_table(summary)
+
+
+QUIET_LOGGERS = ("onnxscript", "onnx_ir")
+"""The ONNX exporter's libraries, which log every optimisation pass at INFO."""
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        table = export(get_args(argv))
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
