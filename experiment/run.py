@@ -7,13 +7,15 @@ from agents import NormalNN
 from agents.default import EpochReport
 from agents.model_size import individual_models_size_mb
 from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
-from evaluation.results import run_record
+from evaluation.results import metrics_record, run_record
 from experiment.builders import (Setting, build_tasks, evaluation_splits, image_size, make_agent, output_dims,
                                  task_order)
 from experiment.checkpoints import Position
 from experiment.protocols import (Hooks, Progress, TaskStream, learn_jointly, learn_separately,
                                   learn_sequentially)
 from models import svd_layers
+from models.multihead import ALL_TASKS
+from utils.environment import environment_record
 from utils.errors import UserError
 from utils.runtime import restore_rng, seed_everything
 
@@ -22,6 +24,12 @@ log = logging.getLogger(__name__)
 
 def ranks_of(agent: NormalNN) -> List[int]:
     return [layer.rank for layer in svd_layers(agent.model)]
+
+
+def tasks_learnt(rows: List[str], n_tasks: int) -> List[int]:
+    """How many tasks are learnt after each row of the accuracy matrix: k after the k-th, all after joint
+    training."""
+    return [n_tasks if row == ALL_TASKS else number for number, row in enumerate(rows, start=1)]
 
 
 class Run(Hooks):
@@ -43,7 +51,7 @@ class Run(Hooks):
                                  evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
         self.image_size = image_size(train_splits)
         self.out_dim = output_dims(args, self.task_output_space)
-        self.progress = Progress(position.tasks_done, position.acc_matrix)
+        self.progress = Progress(position.tasks_done, position.acc_matrix, position.model_sizes)
         self.agents: List[NormalNN] = []
         self.loggers = Loggers([])
         if position.agents and position.task_order != self.stream.names:
@@ -83,7 +91,17 @@ class Run(Hooks):
         model_size = sum(agent.model_size_mb() for agent in self.agents)
         record = run_record(acc_matrix, getattr(last, "chann_used", {}), ranks_of(last), model_size,
                             individual_models_size_mb(last.model, len(self.stream.names)))
+        record.update(self.metrics(acc_matrix))
         return record, self.agents
+
+    def metrics(self, acc_matrix) -> dict:
+        """BWT, forgetting, seconds per task, sizes after each task and the environment (``metrics_record``)."""
+        last, rows = self.agents[-1], list(acc_matrix)
+        seconds = {task: agent.task_seconds[task] for agent in self.agents for task in agent.task_seconds}
+        learnt = tasks_learnt(rows, len(self.stream.names))
+        dense = {row: individual_models_size_mb(last.model, n) for row, n in zip(rows, learnt)}
+        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense,
+                              environment_record(self.device, vars(self.args)))
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def before_task(self, name: str) -> None:
@@ -106,5 +124,6 @@ class Run(Hooks):
         position = self.position
         position.task_order = list(self.stream.names)
         position.tasks_done, position.acc_matrix = self.progress.tasks_done, self.progress.acc_matrix
+        position.model_sizes = self.progress.model_sizes
         position.agents = [agent.training_state() for agent in self.agents]
         self.save_position(end_of_epoch)
