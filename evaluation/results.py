@@ -64,11 +64,12 @@ def final_record(runs: Sequence[Mapping]) -> dict:
 
 def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float],
                    model_size_after_task: Mapping[str, float], dense_models_size_after_task: Mapping[str, float],
-                   environment: Mapping) -> dict:
+                   setting: Mapping[str, float], environment: Mapping) -> dict:
     """Keys this project adds to ``output_run<r>.json``: ``bwt`` and ``forgetting`` (``evaluation.metrics``; null
     without an earlier task), ``task_seconds`` (wall-clock seconds each task took to learn) and ``seconds`` (their
-    sum), the model size (MB) after each task and that of one dense model per task learnt so far, and the
-    ``environment`` the run ran in (versions, device, threads, git commit, every flag)."""
+    sum), the model size (MB) after each task and that of one dense model per task learnt so far, the
+    experiment's own value of the swept flag (``setting``, e.g. ``{"reg_coef": 100.0}``) and the ``environment``
+    the run ran in (versions, device, threads, git commit, every flag)."""
     return {
         "bwt": bwt(acc_matrix),
         "forgetting": forgetting(acc_matrix),
@@ -76,6 +77,7 @@ def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float]
         "seconds": sum(task_seconds.values()),
         "model_size_after_task": dict(model_size_after_task),
         "dense_models_size_after_task": dict(dense_models_size_after_task),
+        "setting": dict(setting),
         "environment": dict(environment),
     }
 

@@ -100,7 +100,7 @@ class Run(Hooks):
         seconds = {task: agent.task_seconds[task] for agent in self.agents for task in agent.task_seconds}
         learnt = tasks_learnt(rows, len(self.stream.names))
         dense = {row: individual_models_size_mb(last.model, n) for row, n in zip(rows, learnt)}
-        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense,
+        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.setting.overrides,
                               environment_record(self.device, vars(self.args)))
 
     # --- hooks ----------------------------------------------------------------------------------------------
