@@ -143,42 +143,44 @@ def project_gradient(gradient: torch.Tensor, memories: torch.Tensor, margin: flo
 class GEM(EpisodicMemory):
     """Gradient Episodic Memory: every step's gradient g is projected (``project_gradient``, margin ``reg_coef``)
     when its inner product with the gradient of the loss on some earlier task's memory slot is negative, so that
-    the step does not increase that loss (to first order). The memory is not replayed as training data."""
+    the step does not increase that loss (to first order). Both are taken over the parameters the step changes
+    (those the optimizer holds: the shared ones and the task's own head). The memory is not replayed as training
+    data."""
 
     Settings = GEMSettings
-
-    def __init__(self, model: MultiHeadNet, settings: GEMSettings):
-        super().__init__(model, settings)
-        self.params = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
 
     def learn_task(self, task: str, train_loader, heads: Optional[Sequence[str]] = None, on_epoch=None) -> None:
         super().learn_task(task, train_loader, heads, on_epoch)
         self.remember(train_loader)
 
-    def flat(self, gradients: Sequence[Optional[torch.Tensor]]) -> torch.Tensor:
-        """One vector of every parameter's gradient, in ``params`` order (zeros where a parameter has none)."""
-        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                          for g, p in zip(gradients, self.params.values())])
+    def stepped_parameters(self) -> List[torch.nn.Parameter]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
-    def memory_gradients(self) -> torch.Tensor:
+    @staticmethod
+    def flat(gradients: Sequence[Optional[torch.Tensor]], parameters: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One vector of the parameters' gradients, in order (zeros where a parameter has none)."""
+        return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                          for g, p in zip(gradients, parameters)])
+
+    def memory_gradients(self, parameters: Sequence[torch.nn.Parameter]) -> torch.Tensor:
         """One row per task stored: the gradient of the classification loss on its samples."""
         rows = []
         for task, inputs, targets in self.stored_samples():
             with self.autocast():
                 loss = self.classification_loss(inputs, targets, [task] * len(targets))
-            rows.append(self.flat(torch.autograd.grad(loss, list(self.params.values()), allow_unused=True)))
+            rows.append(self.flat(torch.autograd.grad(loss, parameters, allow_unused=True), parameters))
         return torch.stack(rows)
 
     def backward(self, terms: Dict[str, torch.Tensor]) -> None:
         super().backward(terms)
         if not self.stored_samples():
             return
-        memories = self.memory_gradients()
-        gradient = self.flat([p.grad for p in self.params.values()])
+        parameters = self.stepped_parameters()
+        memories = self.memory_gradients(parameters)
+        gradient = self.flat([p.grad for p in parameters], parameters)
         if bool((memories @ gradient < 0).any()):
             projected = project_gradient(gradient, memories, self.settings.reg_coef)
             offset = 0
-            for p in self.params.values():
-                if p.grad is not None:
-                    p.grad.copy_(projected[offset:offset + p.numel()].view(p.shape))
+            for p in parameters:
+                p.grad = torch.empty_like(p).copy_(projected[offset:offset + p.numel()].view(p.shape))
                 offset += p.numel()
