@@ -119,7 +119,6 @@ def format_table(experiment: str, runs: Sequence[Mapping]) -> str:
     return "\n".join(lines)
 
 
-
 def format_mean(mean: Optional[float], std: Optional[float]) -> str:
     """``mean ± std`` (percentage points), or n/a (no earlier task)."""
     return "n/a" if mean is None else f"{mean:.2f} ± {std:.2f}"
