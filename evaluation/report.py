@@ -174,7 +174,10 @@ def write_report(folders: Sequence[str], out: str) -> str:
     returns the summary's text."""
     experiments = [read_experiment(folder) for folder in folders]
     unique_names(experiments)
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot make the folder ({error.strerror})") from None
     flags = differing_flags(experiments)
     rows, points, sections = [], [], []
     for experiment in experiments:

@@ -101,3 +101,10 @@ def test_report_over_a_folder_without_results_is_a_one_line_error(tmp_path, make
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_report_into_a_file_is_a_one_line_error(finished_runs, tmp_path, capsys):
+    (tmp_path / "out").write_text("a file, not a folder")
+    assert report_main([str(finished_runs / "cacl_sparse_wt0.1"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and err.count("\n") == 1
