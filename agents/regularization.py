@@ -4,7 +4,7 @@
 each parameter (``importance``) and in how many anchors it keeps; SI also watches every step.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,9 @@ Weights = Dict[str, torch.Tensor]
 
 Anchor = Dict[str, Weights]
 """``{"importance": Ω, "parameters": θ*}``: where the penalty pulls the parameters, and how hard."""
+
+TaskLogits = List[Tuple[Optional[torch.Tensor], torch.Tensor]]
+"""A batch's ``(indices, logits)`` per task, as ``NormalNN.task_logits`` gives them."""
 
 SI_DAMPING = 0.1
 """ξ of SI's importance ``w / (Δθ² + ξ)`` (the published ``damping_factor``)."""
@@ -78,11 +81,10 @@ class L2(NormalNN):
             return self.anchors[1]["importance"]
         return {name: torch.zeros_like(p) for name, p in self.params.items()}
 
-    def batch_gradients(self, train_loader, batch_loss: Callable[[List[Tuple[Optional[torch.Tensor],
-                                                                               torch.Tensor]]], torch.Tensor]
-                        ) -> Iterator[Tuple[int, Weights]]:
-        """For each batch of ``train_loader``, in eval mode: its size and the gradient of ``batch_loss`` (of the
-        batch's ``(indices, logits)`` per task, as ``task_logits`` gives them) for every parameter it reaches."""
+    def batch_gradients(self, train_loader,
+                        batch_loss: Callable[[TaskLogits], torch.Tensor]) -> Iterator[Tuple[int, Weights]]:
+        """For each batch of ``train_loader``, in eval mode: its size and the gradient of ``batch_loss`` of its
+        logits for every parameter it reaches."""
         was_training = self.model.training
         self.model.eval()
         names = list(self.params)
@@ -109,13 +111,13 @@ def on_device(nested: Dict[str, Weights], device: torch.device) -> Dict[str, Wei
     return {key: {name: tensor.to(device) for name, tensor in weights.items()} for key, weights in nested.items()}
 
 
-def predicted_label_loss(task_logits: Sequence[Tuple[Optional[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
+def predicted_label_loss(task_logits: TaskLogits) -> torch.Tensor:
     """Multi-head cross-entropy against the model's own predictions (argmax), averaged over the batch."""
     loss = sum(F.cross_entropy(logits, logits.argmax(1), reduction="sum") for _, logits in task_logits)
     return loss / sum(len(logits) for _, logits in task_logits)
 
 
-def mean_squared_output(task_logits: Sequence[Tuple[Optional[torch.Tensor], torch.Tensor]]) -> torch.Tensor:
+def mean_squared_output(task_logits: TaskLogits) -> torch.Tensor:
     """Each sample's mean squared output of its task's head, averaged over the batch (for a batch of one task:
     the mean of the head's squared outputs)."""
     total = sum((logits ** 2).mean(1).sum() for _, logits in task_logits)
