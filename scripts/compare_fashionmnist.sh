@@ -32,8 +32,7 @@ method ewc_online "${DENSE[@]}" --agent_type regularization --agent_name EWC_onl
 method si "${DENSE[@]}" --agent_type regularization --agent_name SI --reg_coef 300
 method mas "${DENSE[@]}" --agent_type regularization --agent_name MAS --reg_coef 1
 method rehearsal "${DENSE[@]}" "${MEMORY[@]}" --agent_type exp_replay --agent_name Naive_Rehearsal
-method gem "${DENSE[@]}" "${MEMORY[@]}" --agent_type exp_replay --agent_name GEM --reg_coef 0.5 \
-  --optimizer SGD --lr 0.01 --momentum 0
+method gem "${DENSE[@]}" "${MEMORY[@]}" --agent_type exp_replay --agent_name GEM --reg_coef 0.5
 method separate "${DENSE[@]}" --agent_type default --agent_name NormalNN --ind_models
 method joint "${DENSE[@]}" --agent_type default --agent_name NormalNN --offline_training
 PYTHONPATH="$ROOT" "$PY" -m evaluation.report results/"${NAME}"_*/ --out "${NAME}_report"
