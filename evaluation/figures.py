@@ -104,7 +104,7 @@ def accuracy_against_size(points: Sequence[Point], path: str) -> None:
         axes.errorbar(point.size, point.accuracy, yerr=point.std or 0.0, fmt="o", capsize=3)
         axes.annotate(point.label, (point.size, point.accuracy), fontsize=7, textcoords="offset points",
                       xytext=(4, 4))
-    axes.set_xlim(left=0)
+    axes.set_xlim(0, 1.3 * max((point.size for point in points), default=1.0))  # room for the labels
     axes.set_xlabel("model size (MB)")
     axes.set_ylabel("average accuracy %")
     axes.set_title("accuracy against model size (error bars: std over repeats)", fontsize=9)

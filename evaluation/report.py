@@ -142,6 +142,15 @@ def unique_names(experiments: Sequence[Experiment]) -> None:
             experiment.name = f"{experiment.name}_{seen[experiment.name]}"
 
 
+def shared_prefix(experiments: Sequence[Experiment]) -> str:
+    """The start, up to an underscore, that every experiment's name shares (``compare_`` of ``compare_ewc_...``),
+    left out of the figure's labels; none for a single experiment."""
+    if len(experiments) < 2:
+        return ""
+    common = os.path.commonprefix([experiment.name for experiment in experiments])
+    return common[:common.rfind("_") + 1]
+
+
 def experiment_figures(experiment: Experiment, out: str) -> List[str]:
     """Draw the experiment's own figures into ``out``; returns their file names (what is missing goes to notes)."""
     drawn = []
@@ -189,7 +198,8 @@ def write_report(folders: Sequence[str], out: str) -> str:
         rows.append([experiment.name, method(experiment), flags.get(experiment.name, "") or "—",
                      *map(format_stat, stats), format_stat((size[0], None), 3), format_stat((seconds[0], None), 0)])
         if accuracy[0] is not None and size[0] is not None:
-            points.append(figures.Point(experiment.name, size[0], accuracy[0], accuracy[1]))
+            points.append(figures.Point(experiment.name[len(shared_prefix(experiments)):], size[0], accuracy[0],
+                                        accuracy[1]))
         drawn = experiment_figures(experiment, out)
         sections.append(f"### {experiment.name}\n\n" + "\n".join(f"![{name}]({name})" for name in drawn)
                         + "".join(f"\n\n*Note: {note}.*" for note in experiment.notes))
