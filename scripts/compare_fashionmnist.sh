@@ -2,7 +2,7 @@
 # Every method on Split Fashion-MNIST (5 tasks x 2 classes, real data) with the same splits, seeds and epochs:
 # CACL, fine-tuning (NormalNN), L2, EWC, online EWC, SI, MAS, Naive_Rehearsal, GEM, separate models (--ind_models)
 # and joint training (--offline_training); then the report (figures and summary.md) over all of them.
-# The default fits in about half an hour on 2 CPU cores: one epoch on the first 3000 training samples of each task
+# The default fits within half an hour on 2 CPU cores: one epoch on the first 3000 training samples of each task
 # (the test sets are whole), one repeat. Extra flags are passed on to every run, after the defaults, e.g.
 #   ./scripts/compare_fashionmnist.sh --gpuid 0 --max_train_samples 0 --schedule 10 --repeat 3
 # Experiments are named ${COMPARE_NAME:-compare}_<method>_...; the report goes to ${COMPARE_NAME:-compare}_report/.
