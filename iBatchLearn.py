@@ -11,7 +11,7 @@ from typing import List
 
 import torch
 
-from agents import AGENT_TYPES
+from agents import agent_class
 from agents.optim import check_optimizer
 from dataloaders import DATASETS
 from experiment.builders import MULTIDATASET, load_data
@@ -72,9 +72,13 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--print_freq", type=int, default=100, help="log the losses every this many steps")
     add("--workers", type=int, default=1, help="accepted for compatibility: data stays in memory")
     add("--model_weights", type=str, default=None, help="a state dict to start from")
-    add("--reg_coef", nargs="+", type=float, default=[0.0], help="regularization weight of baseline agents")
+    add("--reg_coef", nargs="+", type=float, default=[0.0],
+        help="weight(s) of a baseline's penalty (GEM: its margin); one experiment each")
+    add("--memory_size", type=int, default=1000, help="samples the rehearsal agents (exp_replay) keep")
+    add("--max_train_samples", type=int, default=0, help="train on the first N samples of each task (0: all)")
     add("--repeat", type=int, default=3, help="runs per experiment, with seeds seed, seed+1, ...")
-    add("--exp_name", type=str, default="SVDNet_Test", help="outputs go to results/ and saves/<exp_name>_sparse_wt<w>")
+    add("--exp_name", type=str, default="SVDNet_Test",
+        help="outputs go to results/ and saves/<exp_name>_sparse_wt<w> (the baselines': <exp_name>_reg_coef<c>)")
     add("--loadmodel", type=str, default=None, help="evaluate a saved model: a directory, or a name under saves/ "
                                                     "or pretrained/")
     add("--nuclear-weight", type=float, default=0.001, help="accepted for compatibility (unused by CACL)")
@@ -118,8 +122,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--resume continues an interrupted training run: not with --overwrite, --loadmodel or --debug")
     if sum((args.ind_models, args.offline_training)) > 1:
         raise UserError("--ind_models and --offline_training are different protocols: choose one")
-    if len(args.reg_coef) > 1:
-        raise UserError("only one --reg_coef value is supported")
     if len(args.gpuid) > 1:
         raise UserError(f"--gpuid takes one device id (a run uses one device), got {' '.join(map(str, args.gpuid))}")
 
@@ -131,9 +133,7 @@ def check_names(args: argparse.Namespace) -> None:
     if args.model_name not in model_builders(args.model_type):
         raise UserError(f"unknown --model_name {args.model_name!r} for --model_type {args.model_type}; "
                         f"valid: {', '.join(sorted(model_builders(args.model_type)))}")
-    if args.agent_name not in AGENT_TYPES.get(args.agent_type, ()):
-        raise UserError(f"unknown --agent_type/--agent_name {args.agent_type}/{args.agent_name}; valid: "
-                        f"{', '.join(f'{t}/{n}' for t, names in AGENT_TYPES.items() for n in names)}")
+    agent_class(args.agent_type, args.agent_name)  # an unknown name is an error listing the valid ones
     check_optimizer(args.optimizer, args.momentum, args.weight_decay)
     name = args.exp_name
     if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
@@ -151,14 +151,14 @@ def check_numbers(args: argparse.Namespace) -> None:
         raise UserError(f"--lr must be a positive number, got {args.lr}")
     if not args.checkpoint_interval >= 0:
         raise UserError(f"--checkpoint_interval must be 0 or more seconds, got {args.checkpoint_interval}")
-    for flag in ("batch_size", "repeat", "print_freq"):
+    for flag in ("batch_size", "repeat", "print_freq", "memory_size"):
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag} must be positive, got {getattr(args, flag)}")
-    for flag, values in (("sparse_wt", args.sparse_wt), ("perp_wt", [args.perp_wt])):
+    for flag, values in (("sparse_wt", args.sparse_wt), ("perp_wt", [args.perp_wt]), ("reg_coef", args.reg_coef)):
         if any(value < 0 for value in values):
             raise UserError(f"--{flag} must be 0 or more (a negative weight rewards what the loss penalises), got "
                             f"{' '.join(map(str, values))}")
-    for flag in ("force_out_dim", "n_permutation"):
+    for flag in ("force_out_dim", "n_permutation", "max_train_samples"):
         if getattr(args, flag) < 0:
             raise UserError(f"--{flag} must be 0 (off) or positive, got {getattr(args, flag)}")
 

@@ -7,7 +7,13 @@ import importlib
 from agents.default import NormalNN, NormalNNSettings
 from utils.errors import UserError
 
-AGENT_TYPES = {"default": ("NormalNN",), "SVDNet": ("SVDNet",)}
+AGENT_TYPES = {
+    "default": ("NormalNN",),
+    "SVDNet": ("SVDNet",),
+    "regularization": ("L2", "EWC", "EWC_online", "SI", "MAS"),
+    "exp_replay": ("Naive_Rehearsal", "Naive_Rehearsal_SI", "Naive_Rehearsal_L2", "Naive_Rehearsal_EWC",
+                   "Naive_Rehearsal_MAS", "GEM"),
+}
 
 
 def agent_class(agent_type: str, agent_name: str) -> type:

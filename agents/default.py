@@ -1,7 +1,8 @@
 """``NormalNN``: the continual-learning loop (one task after another, multi-head loss, per-task evaluation)."""
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -67,8 +68,9 @@ class NormalNN:
 
     Subclasses declare their own ``Settings`` (a subclass of :class:`NormalNNSettings`) and override the hooks:
     ``freeze`` (what may change while a task trains), ``regularization`` (terms added to the cross-entropy),
-    ``after_step`` (after every optimizer step), ``end_task`` (after the last epoch of a task) and ``eval_ranks``
-    (the components a task is evaluated with).
+    ``backward`` (the gradients a step takes), ``after_step`` (after every optimizer step), ``end_task`` (after the
+    last epoch of a task), ``consolidate`` (what is kept of a task for the later ones) and ``eval_ranks`` (the
+    components a task is evaluated with).
     """
 
     Settings = NormalNNSettings
@@ -89,6 +91,10 @@ class NormalNN:
         self.current_task: Optional[str] = None
         self.epochs_done = 0
         self.resume_point: Optional[dict] = None
+        self.task_seconds: Dict[str, float] = {}
+        """Wall-clock seconds each task took to learn (its epochs, ``end_task`` and ``consolidate``)."""
+        self.task_started = 0.0
+        """``time.perf_counter()`` when the current task began (earlier by the seconds it ran before a resume)."""
 
     def head_of(self, task: str) -> str:
         """A task's head: its own, or the shared ``All`` head of ``--force_out_dim``."""
@@ -135,6 +141,7 @@ class NormalNN:
         ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
         ``on_epoch(report)`` is called after every epoch, when ``training_state`` can be saved to continue from there.
         After ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
+        The seconds it took go to ``task_seconds``.
         """
         resume, self.resume_point = self.resume_point, None
         if resume is not None and resume["task"] != task:
@@ -143,10 +150,12 @@ class NormalNN:
                                    else heads if heads is not None else [self.head_of(task)])
         self.begin_task(task)
         self.current_task, self.epochs_done = task, 0
+        self.task_started = time.perf_counter()
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.scheduler.load_state_dict(resume["scheduler"])
             self.epochs_done = resume["epochs_done"]
+            self.task_started -= resume["seconds"]
         epochs = self.settings.schedule[-1]
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
@@ -164,6 +173,8 @@ class NormalNN:
                 on_epoch(report)
         self.current_task = None
         self.end_task(task)
+        self.consolidate(task, train_loader)
+        self.task_seconds[task] = time.perf_counter() - self.task_started
         self.tasks_trained.append(task)
         if self.settings.save_running_stats:
             self.running_stats[task] = batchnorm_statistics(self.model)
@@ -173,11 +184,12 @@ class NormalNN:
         task (then with the optimizer's and the scheduler's state). Random generators are the caller's."""
         state = {"model": self.model.state_dict(), "tasks_trained": list(self.tasks_trained),
                  "global_step": self.global_step, "valid_out_dim": self.valid_out_dim,
-                 "running_stats": self.running_stats, "in_task": None}
+                 "running_stats": self.running_stats, "task_seconds": dict(self.task_seconds), "in_task": None}
         if self.current_task is not None:
             state["in_task"] = {"task": self.current_task, "heads": list(self.training_heads),
                                 "epochs_done": self.epochs_done, "optimizer": self.optimizer.state_dict(),
-                                "scheduler": self.scheduler.state_dict()}
+                                "scheduler": self.scheduler.state_dict(),
+                                "seconds": time.perf_counter() - self.task_started}
         return state
 
     def load_training_state(self, state: dict) -> None:
@@ -187,6 +199,7 @@ class NormalNN:
         self.tasks_trained = list(state["tasks_trained"])
         self.global_step = state["global_step"]
         self.valid_out_dim = state["valid_out_dim"]
+        self.task_seconds = dict(state["task_seconds"])
         self.load_running_stats(state["running_stats"], "the checkpoint")
         self.resume_point = state["in_task"]
 
@@ -196,21 +209,30 @@ class NormalNN:
         with self.autocast():
             terms = {"ce": self.classification_loss(inputs, targets, tasks)}
         terms.update(self.regularization())
-        loss = sum(terms.values())
-        loss.backward()
+        terms["loss"] = sum(terms.values())
+        self.backward(terms)
         self.optimizer.step()
         self.after_step()
-        terms["loss"] = loss
         return {name: value.detach() for name, value in terms.items()}
+
+    def backward(self, terms: Dict[str, torch.Tensor]) -> None:
+        """The gradients the optimizer steps with: those of the whole loss ``terms["loss"]``."""
+        terms["loss"].backward()
+
+    def task_logits(self, features: torch.Tensor,
+                    tasks: Sequence[str]) -> Iterator[Tuple[Optional[torch.Tensor], torch.Tensor]]:
+        """``(indices, logits)`` for each task present in a batch: its samples' features (``indices`` None: the
+        whole batch) through that task's head."""
+        for task, indices in task_groups(tasks):
+            head_features = features if indices is None else features[indices.to(features.device)]
+            yield indices, self.head_logits(head_features, task)
 
     def classification_loss(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
         """Multi-head cross-entropy: each head's summed over its samples, all divided by the batch size."""
         features = self.training_features(inputs.contiguous(memory_format=self.memory_format))
         loss = features.new_zeros((), dtype=torch.float32)
-        for task, indices in task_groups(tasks):
-            head_features = features if indices is None else features[indices.to(features.device)]
+        for indices, logits in self.task_logits(features, tasks):
             head_targets = targets if indices is None else targets[indices.to(targets.device)]
-            logits = self.head_logits(head_features, task)
             loss = loss + F.cross_entropy(logits, head_targets, reduction="sum")
         return loss / len(targets)
 
@@ -222,6 +244,9 @@ class NormalNN:
 
     def end_task(self, task: str) -> None:
         pass
+
+    def consolidate(self, task: str, train_loader) -> None:
+        """After ``end_task``: what the method keeps of ``task`` for the later ones, from the data it trained on."""
 
     # --- evaluation -----------------------------------------------------------------------------------------
     def eval_ranks(self, task: str) -> Optional[List[int]]:

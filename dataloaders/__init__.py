@@ -16,7 +16,7 @@ from dataloaders.datasets import (
 from dataloaders.inputs import MULTIDATASET, network_input
 from dataloaders.loader import TaskLoader
 from dataloaders.multidataset import SVHN, multidataset_tasks, notMNIST
-from dataloaders.splits import PermutedGen, SplitGen, TaskData, split_boundaries
+from dataloaders.splits import PermutedGen, SplitGen, TaskData, first_samples, split_boundaries
 from dataloaders.transforms import BatchTransform, crop_and_flip
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "TaskData",
     "TaskLoader",
     "crop_and_flip",
+    "first_samples",
     "load_dataset",
     "miniImageNet",
     "multidataset_tasks",

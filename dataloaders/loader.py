@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from dataloaders.splits import TaskData
+from dataloaders.transforms import ready_inputs
 
 
 class TaskLoader:
@@ -46,14 +47,25 @@ class TaskLoader:
         num_samples = len(self.targets)
         return num_samples // self.batch_size if self.drop_last else -(-num_samples // self.batch_size)
 
+    @property
+    def num_samples(self) -> int:
+        return len(self.targets)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        num_samples = len(self.targets)
+        num_samples = self.num_samples
         order = torch.randperm(num_samples, generator=self.generator) if self.shuffle else torch.arange(num_samples)
         for batch in range(len(self)):
-            yield self._batch(order[batch * self.batch_size : (batch + 1) * self.batch_size])
+            yield self.samples(order[batch * self.batch_size : (batch + 1) * self.batch_size])
 
-    def _batch(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """Gather, move and transform the given global sample indices, task by task."""
+    def with_inputs(self, extra: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> "TaskLoader":
+        """The same loader over ``extra`` samples, given as ``(task name, network inputs, targets)`` (a rehearsal
+        memory: transformed already, they are used as they are), followed by this loader's own."""
+        memory = [TaskData(name, inputs, targets, ready_inputs) for name, inputs, targets in extra]
+        return TaskLoader(memory + self.tasks, self.batch_size, self.shuffle, self.device, self.generator,
+                          self.drop_last)
+
+    def samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+        """The samples of the given global indices as a batch: gathered, moved and transformed, task by task."""
         task_of_sample = self.task_of_sample[samples]
         inputs = None
         for task_index in task_of_sample.unique().tolist():
@@ -64,6 +76,8 @@ class TaskLoader:
             if inputs is None:
                 inputs = transformed.new_empty((len(samples), *transformed.shape[1:]))
             inputs[positions.to(self.device)] = transformed
+        if inputs is None:  # no samples
+            inputs = torch.empty(0, device=self.device)
         targets = self.targets[samples].to(self.device)
         task_names = [self.tasks[index].name for index in task_of_sample.tolist()]
         return inputs, targets, task_names

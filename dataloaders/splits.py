@@ -32,6 +32,14 @@ class TaskData:
         return len(self.targets)
 
 
+def first_samples(splits: dict[str, TaskData], count: int) -> dict[str, TaskData]:
+    """Each task cut to its first ``count`` samples, in dataset order (``count`` = 0: every sample)."""
+    if count == 0:
+        return splits
+    return {name: dataclasses.replace(task, images=task.images[:count], targets=task.targets[:count])
+            for name, task in splits.items()}
+
+
 def _num_classes(train_set: ImageSet, test_set: ImageSet) -> int:
     if train_set.num_classes != test_set.num_classes:
         raise UserError(

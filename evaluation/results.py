@@ -1,9 +1,9 @@
 """Results of a run and of a whole experiment: the published JSON files and the table the driver prints."""
 import os
 import statistics
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
-from evaluation.metrics import AccuracyMatrix, average_accuracy, final_accuracies
+from evaluation.metrics import AccuracyMatrix, average_accuracy, bwt, final_accuracies, forgetting
 from utils.files import atomic_json_dump
 
 RESULTS_DIR = "results"
@@ -64,28 +64,71 @@ def final_record(runs: Sequence[Mapping]) -> dict:
         "dense_models_size": statistics.fmean(run["dense_models_size"] for run in runs),
         "chann": mean_channels_by_task(runs),
         "repeats": len(runs),
+        **metric_means(runs),
     }
 
 
 def mean_channels_by_task(runs: Sequence[Mapping]) -> dict:
     """``{task name: [mean over the repeats of the components the task added to each layer]}``; a run's task names
-    are its accuracy matrix's rows (the tasks trained, in order), which its ``channels`` index."""
+    are its accuracy matrix's rows (the tasks trained, in order; in a record without one, as the published code
+    writes, its ``acc``'s), which its ``channels`` index."""
     per_task: dict = {}
     for run in runs:
-        for index, task in enumerate(run["acc_matrix"]):
-            if str(index) in run["channels"]:
+        for index, task in enumerate(run.get("acc_matrix") or run["acc"]):
+            if str(index) in run.get("channels", {}):
                 per_task.setdefault(task, []).append(run["channels"][str(index)])
     return {task: [statistics.fmean(layer) for layer in zip(*used)] for task, used in per_task.items()}
 
 
+def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float],
+                   model_size_after_task: Mapping[str, float], dense_models_size_after_task: Mapping[str, float],
+                   setting: Mapping[str, float], environment: Mapping) -> dict:
+    """Keys this project adds to ``output_run<r>.json``: ``bwt`` and ``forgetting`` (``evaluation.metrics``; null
+    without an earlier task), ``task_seconds`` (wall-clock seconds each task took to learn) and ``seconds`` (their
+    sum), the model size (MB) after each task and that of one dense model per task learnt so far, the
+    experiment's own value of the swept flag (``setting``, e.g. ``{"reg_coef": 100.0}``) and the ``environment``
+    the run ran in (versions, device, threads, git commit, every flag)."""
+    return {
+        "bwt": bwt(acc_matrix),
+        "forgetting": forgetting(acc_matrix),
+        "task_seconds": dict(task_seconds),
+        "seconds": sum(task_seconds.values()),
+        "model_size_after_task": dict(model_size_after_task),
+        "dense_models_size_after_task": dict(dense_models_size_after_task),
+        "setting": dict(setting),
+        "environment": dict(environment),
+    }
+
+
+def mean_and_std(values: Sequence[Optional[float]]) -> tuple:
+    """Mean and population standard deviation over the repeats (None, None when a value is missing)."""
+    if not values or any(value is None for value in values):
+        return None, None
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
+def metric_means(runs: Sequence[Mapping]) -> dict:
+    """Keys this project adds to ``output_final.json``: the means and standard deviations over the repeats of
+    ``bwt``, ``forgetting`` and ``seconds``, and each task's mean ``task_seconds``."""
+    means = {}
+    for key in ("bwt", "forgetting", "seconds"):
+        means[key], means[f"std_{key}"] = mean_and_std([run.get(key) for run in runs])
+    tasks = list(runs[0].get("task_seconds", {}))
+    means["task_seconds"] = {task: statistics.fmean(run["task_seconds"][task] for run in runs) for task in tasks}
+    return means
+
+
 def format_table(experiment: str, runs: Sequence[Mapping]) -> str:
-    """Per-task accuracy (mean ± std over repeats), the average and the model size, as plain text."""
+    """Per-task accuracy (mean ± std over repeats), the average, BWT, forgetting and the model size, as plain
+    text."""
     final = final_record(runs)
     lines = [f"{experiment} ({len(runs)} run{'s' if len(runs) > 1 else ''})", f"{'task':>8}  {'accuracy %':>14}"]
     for task, mean in final["acc"].items():
         spread = statistics.pstdev(run["acc"][task] for run in runs)
         lines.append(f"{task:>8}  {mean:8.2f} ± {spread:4.2f}")
     lines.append(f"{'average':>8}  {final['avg_acc']:8.2f} ± {final['std_acc']:4.2f}")
+    lines.append(f"BWT: {format_mean(final['bwt'], final['std_bwt'])}, forgetting: "
+                 f"{format_mean(final['forgetting'], final['std_forgetting'])}")
     size, dense = final["model_size"], final["dense_models_size"]
     line = f"model size: {size:.3f} MB"
     if dense > 0 and size > 0:
@@ -93,3 +136,7 @@ def format_table(experiment: str, runs: Sequence[Mapping]) -> str:
     lines.append(line)
     return "\n".join(lines)
 
+
+def format_mean(mean: Optional[float], std: Optional[float]) -> str:
+    """``mean ± std`` (percentage points), or n/a (no earlier task)."""
+    return "n/a" if mean is None else f"{mean:.2f} ± {std:.2f}"

@@ -6,13 +6,13 @@ from typing import Dict, List, Mapping, Optional
 import torch
 
 from agents import NormalNN, agent_class
-from dataloaders import MULTIDATASET, PermutedGen, SplitGen, load_dataset, multidataset_tasks
+from dataloaders import MULTIDATASET, PermutedGen, SplitGen, first_samples, load_dataset, multidataset_tasks
 from experiment.saved_model import load_state, read_state, svd_ranks
 from models import build_model, svd_layers
 from models.multihead import ALL_TASKS
 from utils.errors import UserError
 
-SWEPT_FLAGS = ("sparse_wt",)
+SWEPT_FLAGS = ("sparse_wt", "reg_coef")
 """Flags that take several values, one experiment each; an agent gets one value through its ``Setting``."""
 
 
@@ -25,9 +25,17 @@ class Setting:
     overrides: Mapping[str, float]
 
 
+def swept_flag(args) -> str:
+    """``sparse_wt`` for an agent that reads it (CACL; as published), ``reg_coef`` for the others (the baselines)."""
+    settings = agent_class(args.agent_type, args.agent_name).Settings
+    return "sparse_wt" if "sparse_wt" in {field.name for field in fields(settings)} else "reg_coef"
+
+
 def sweep_settings(args) -> List[Setting]:
-    """The experiments the flags ask for, in order: one per ``--sparse_wt`` value, ``<exp_name>_sparse_wt<w>``."""
-    return [Setting(f"{args.exp_name}_sparse_wt{weight}", {"sparse_wt": weight}) for weight in args.sparse_wt]
+    """The experiments the flags ask for, in order: one per value of the ``swept_flag``, ``<exp_name>_<flag><value>``
+    (``<exp_name>_sparse_wt<w>``, ``<exp_name>_reg_coef<c>``)."""
+    flag = swept_flag(args)
+    return [Setting(f"{args.exp_name}_{flag}{value}", {flag: value}) for value in getattr(args, flag)]
 
 
 def load_data(args):
@@ -38,8 +46,14 @@ def load_data(args):
 
 
 def build_tasks(args, data):
-    """Train and test data per task, and each task's number of classes: class splits, permutations, or the
-    5-dataset sequence's fixed tasks."""
+    """Train and test data per task, and each task's number of classes, with at most ``--max_train_samples``
+    training samples a task (the first ones)."""
+    train_splits, test_splits, task_output_space = task_splits(args, data)
+    return first_samples(train_splits, args.max_train_samples), test_splits, task_output_space
+
+
+def task_splits(args, data):
+    """Class splits, permutations, or the 5-dataset sequence's fixed tasks."""
     if args.dataset == MULTIDATASET:
         return data
     train_set, test_set = data

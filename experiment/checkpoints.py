@@ -40,8 +40,8 @@ class Position:
     """Where a sweep stands: experiment ``experiment`` (an index into ``sweep_settings``), its repeat ``repeat``.
 
     ``finished`` holds the run records of the experiments done, by name; ``runs`` those of the current experiment's
-    finished repeats. ``task_order``, ``tasks_done``, ``acc_matrix`` and ``agents`` (training states) are the current
-    repeat's; no agents means that repeat has not started.
+    finished repeats. ``task_order``, ``tasks_done``, ``acc_matrix``, ``model_sizes`` and ``agents`` (training
+    states) are the current repeat's; no agents means that repeat has not started.
     """
 
     experiment: int = 0
@@ -51,13 +51,14 @@ class Position:
     task_order: List[str] = field(default_factory=list)
     tasks_done: int = 0
     acc_matrix: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    model_sizes: Dict[str, float] = field(default_factory=dict)
     agents: List[dict] = field(default_factory=list)
 
     def finish_repeat(self, record: dict) -> None:
         """The current repeat is done, with results ``record``: on to the next."""
         self.runs.append(record)
         self.repeat += 1
-        self.task_order, self.tasks_done, self.acc_matrix, self.agents = [], 0, {}, []
+        self.task_order, self.tasks_done, self.acc_matrix, self.model_sizes, self.agents = [], 0, {}, {}, []
 
     def finish_experiment(self, name: str) -> None:
         """Every repeat of the current experiment (``name``) is done: on to the next experiment."""

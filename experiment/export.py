@@ -33,6 +33,8 @@ from models import DENSE_FORMS, build_model
 from models.deployable import count_multiply_adds, task_network, uses_two_convolutions
 from utils.errors import UserError
 from utils.files import atomic_write_bytes
+from utils.logs import configure_logging
+from utils.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -204,13 +206,13 @@ def export(args) -> str:
     flags = argparse.Namespace(**vars(args), agent_type="SVDNet", agent_name="SVDNet", model_weights=None)
     heads = head_sizes(pieces["state_dict"])
     agent = saved_agent(flags, torch.device("cpu"), directory, pieces, inputs[tasks[0]].size, heads)
-    torch.set_num_threads(args.threads)
-    deployed = {task: Deployed(agent.task_network(task), inputs[task]) for task in tasks}
-    files = write_files(deployed, args.format, args.out)
-    dense = Deployed(dense_network(args, inputs[tasks[0]], heads[agent.head_of(tasks[0])]), inputs[tasks[0]])
-    if args.repeats > 0 and "onnx" in args.format:
-        dense.onnx = onnx_bytes(dense)
-    latencies = measured({**deployed, "dense": dense}, args)
+    with torch_threads(args.threads):
+        deployed = {task: Deployed(agent.task_network(task), inputs[task]) for task in tasks}
+        files = write_files(deployed, args.format, args.out)
+        dense = Deployed(dense_network(args, inputs[tasks[0]], heads[agent.head_of(tasks[0])]), inputs[tasks[0]])
+        if args.repeats > 0 and "onnx" in args.format:
+            dense.onnx = onnx_bytes(dense)
+        latencies = measured({**deployed, "dense": dense}, args)
     summary = {"checkpoint": str(directory), "model_type": args.model_type, "model_name": args.model_name,
                "dataset": args.dataset, "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats,
                "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
@@ -225,7 +227,7 @@ QUIET_LOGGERS = ("onnxscript", "onnx_ir")
 
 
 def main(argv=None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    configure_logging()
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:

@@ -5,7 +5,7 @@ A protocol given the ``Progress`` of an interrupted run skips what it has done, 
 """
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, List, Mapping
+from typing import Callable, Dict, List, Mapping
 
 import torch
 
@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    """How far a run has come: the tasks finished (for ``learn_jointly``, 1 once the joint task is done) and the
-    accuracy matrix measured so far."""
+    """How far a run has come: the tasks finished (for ``learn_jointly``, 1 once the joint task is done), the
+    accuracy matrix measured so far and the model size (MB) after each of its rows."""
 
     tasks_done: int = 0
     acc_matrix: AccuracyMatrix = field(default_factory=dict)
+    model_sizes: Dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -71,6 +72,7 @@ def learn_sequentially(agent: NormalNN, stream: TaskStream, progress: Progress, 
         agent.learn_task(name, stream.train_loader(name), on_epoch=hooks.after_epoch)
         evaluated = [name] if only_current else stream.names[:position + 1]
         progress.acc_matrix[name] = stream.evaluate(agent, evaluated)
+        progress.model_sizes[name] = agent.model_size_mb()
         progress.tasks_done = position + 1
         hooks.after_task(f"task {name}", position + 1, progress.acc_matrix[name])
     return progress.acc_matrix
@@ -82,6 +84,7 @@ def learn_jointly(agent: NormalNN, stream: TaskStream, progress: Progress, hooks
         heads = sorted({agent.head_of(name) for name in stream.names})
         agent.learn_task(ALL_TASKS, stream.train_loader(*stream.names), heads=heads, on_epoch=hooks.after_epoch)
         progress.acc_matrix[ALL_TASKS] = stream.evaluate(agent, stream.names)
+        progress.model_sizes[ALL_TASKS] = agent.model_size_mb()
         progress.tasks_done = 1
         hooks.after_task("joint training", 1, progress.acc_matrix[ALL_TASKS])
     return progress.acc_matrix
@@ -104,6 +107,7 @@ def learn_separately(new_agent: Callable[[str], NormalNN], stream: TaskStream, p
         own_accuracy = agents[position].evaluate(stream.eval_loader(name))
         acc_matrix[name] = {seen: acc_matrix[seen][seen] for seen in stream.names[:position]}
         acc_matrix[name][name] = own_accuracy
+        progress.model_sizes[name] = sum(agent.model_size_mb() for agent in agents)
         progress.tasks_done = position + 1
         hooks.after_task(f"task {name}", position + 1, acc_matrix[name])
     return acc_matrix

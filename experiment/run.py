@@ -8,13 +8,15 @@ from agents.default import EpochReport
 from agents.model_size import individual_models_size_mb
 from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
 from evaluation.metrics import AccuracyMatrix
-from evaluation.results import run_record
+from evaluation.results import metrics_record, run_record
 from experiment.builders import (Setting, build_tasks, evaluation_splits, image_size, make_agent, output_dims,
                                  task_order)
 from experiment.checkpoints import Position
 from experiment.protocols import (Hooks, Progress, TaskStream, learn_jointly, learn_separately,
                                   learn_sequentially)
 from models import svd_layers
+from models.multihead import ALL_TASKS
+from utils.environment import environment_record
 from utils.errors import UserError
 from utils.runtime import restore_rng, seed_everything
 
@@ -35,13 +37,25 @@ def channels_of(agents: Sequence[NormalNN]) -> Dict[int, List[int]]:
     return {index: agent.chann_used[0] for index, agent in enumerate(agents)}
 
 
+def head_parameters(agents: Sequence[NormalNN], tasks: Optional[Sequence[str]] = None) -> int:
+    """Weights and biases of the heads of ``tasks`` (every head when None) over the agents; a head shared by every
+    task (``--force_out_dim``) counts once, as soon as one task is learnt."""
+    return sum(p.numel() for agent in agents for name, head in agent.model.last.items()
+               if tasks is None or name in tasks or name == ALL_TASKS for p in head.parameters())
+
+
 def results_record(acc_matrix: AccuracyMatrix, agents: Sequence[NormalNN], n_tasks: int) -> dict:
     """The results record of a run's agents: one, or one per task (``--ind_models``, whose sizes add up)."""
     last = agents[-1]
-    heads = sum(p.numel() for agent in agents for p in agent.model.last.parameters())
     return run_record(acc_matrix, channels_of(agents), [layer.formula_rank for layer in svd_layers(last.model)],
                       ranks_of(last), sum(agent.model_size_mb() for agent in agents),
-                      individual_models_size_mb(last.model, n_tasks, heads))
+                      individual_models_size_mb(last.model, n_tasks, head_parameters(agents)))
+
+
+def tasks_learnt(rows: List[str], n_tasks: int) -> List[int]:
+    """How many tasks are learnt after each row of the accuracy matrix: k after the k-th, all after joint
+    training."""
+    return [n_tasks if row == ALL_TASKS else number for number, row in enumerate(rows, start=1)]
 
 
 class Run(Hooks):
@@ -63,7 +77,7 @@ class Run(Hooks):
                                  evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
         self.image_size = image_size(train_splits)
         self.out_dim = output_dims(args, self.task_output_space)
-        self.progress = Progress(position.tasks_done, position.acc_matrix)
+        self.progress = Progress(position.tasks_done, position.acc_matrix, position.model_sizes)
         self.agents: List[NormalNN] = []
         self.loggers = Loggers([])
         if position.agents and position.task_order != self.stream.names:
@@ -104,7 +118,20 @@ class Run(Hooks):
                                                     only_current=args.single_tasks)
         finally:
             self.loggers.close()
-        return results_record(acc_matrix, self.agents, len(self.stream.names)), self.agents
+        record = results_record(acc_matrix, self.agents, len(self.stream.names))
+        record.update(self.metrics(acc_matrix))
+        return record, self.agents
+
+    def metrics(self, acc_matrix) -> dict:
+        """BWT, forgetting, seconds per task, sizes after each task and the environment (``metrics_record``)."""
+        last, rows = self.agents[-1], list(acc_matrix)
+        seconds = {task: agent.task_seconds[task] for agent in self.agents for task in agent.task_seconds}
+        learnt = tasks_learnt(rows, len(self.stream.names))
+        names = self.stream.names
+        dense = {row: individual_models_size_mb(last.model, n, head_parameters(self.agents, names[:n]))
+                 for row, n in zip(rows, learnt)}
+        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.setting.overrides,
+                              environment_record(self.device, vars(self.args)))
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def before_task(self, name: str) -> None:
@@ -127,5 +154,6 @@ class Run(Hooks):
         position = self.position
         position.task_order = list(self.stream.names)
         position.tasks_done, position.acc_matrix = self.progress.tasks_done, self.progress.acc_matrix
+        position.model_sizes = self.progress.model_sizes
         position.agents = [agent.training_state() for agent in self.agents]
         self.save_position(end_of_epoch)

@@ -4,6 +4,7 @@ working directory per test, the driver runner, quick flags, agent factories and 
 """
 
 import functools
+import json
 import os
 import sys
 import urllib.error
@@ -41,11 +42,21 @@ def run_driver(capsys, *argv):
     return status, captured.out, captured.err
 
 
+MACHINE_KEYS = ("task_seconds", "seconds", "std_seconds", "environment")
+"""Results keys that say how long a run took and where it ran, not what it computed."""
+
+
+def computed(record: dict) -> dict:
+    """A results record without its ``MACHINE_KEYS``: what was computed."""
+    return {key: value for key, value in record.items() if key not in MACHINE_KEYS}
+
+
 def outputs(workdir: Path) -> dict:
-    """Every results JSON (as text) and every saved model file under ``workdir`` (checkpoints aside)."""
+    """Every results JSON (without its ``MACHINE_KEYS``) and every saved model file under ``workdir`` (checkpoints
+    aside)."""
     found = {}
     for path in sorted((workdir / "results").rglob("*.json")):
-        found[str(path.relative_to(workdir))] = path.read_text()
+        found[str(path.relative_to(workdir))] = computed(json.loads(path.read_text()))
     for path in sorted((workdir / "saves").rglob("*.pth")):
         if "checkpoints" not in path.parts:
             found[str(path.relative_to(workdir))] = torch.load(path)

@@ -149,6 +149,12 @@ CASES = [
     case("unknown-agent_type", "--agent_type", "EWC",
          expect=["unknown --agent_type", "EWC", "valid: ", "default", "SVDNet"]),
     case("unknown-agent_name", "--agent_name", "NormalNN", expect=["--agent_name", "NormalNN", "valid: ", "SVDNet"]),
+    case("unknown-agent_name-of-regularization", "--agent_type", "regularization", "--agent_name", "EWCX",
+         expect=["unknown --agent_name 'EWCX' for --agent_type regularization", "valid: L2, EWC, EWC_online, SI, MAS"]),
+    # the baselines' own flags
+    case("reg_coef-negative", "--reg_coef", "1", "-0.5", expect=["--reg_coef must be 0 or more", "got 1.0 -0.5"]),
+    case("memory_size-zero", "--memory_size", "0", expect=["--memory_size must be positive, got 0"]),
+    case("max_train_samples-negative", "--max_train_samples", "-5", expect=["--max_train_samples must be 0", "-5"]),
     case("unknown-optimizer", "--optimizer", "Adamm",
          expect=["unknown --optimizer 'Adamm'", "valid: ", "SGD", "amsgrad"]),
     # --schedule

@@ -24,6 +24,7 @@ from dataloaders import (
     SplitGen,
     TaskLoader,
     crop_and_flip,
+    first_samples,
     load_dataset,
 )
 from conftest import error_after_corrupting, one_line
@@ -254,6 +255,15 @@ def test_split_gen_boundaries_and_remap():
     remapped, _, _ = SplitGen(image_set, image_set, first_split_sz=4, other_split_sz=2, remap_class=True)
     assert remapped["2"].targets.tolist() == [0, 1, 1] and remapped["4"].targets.tolist() == [1, 0]
     assert remapped["4"].name == "4" and len(remapped["4"]) == 2 and test["4"].transform is image_set.transform
+
+
+def test_max_train_samples_keeps_the_first_samples_of_each_task():
+    image_set = labelled_set([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
+    train, _, _ = SplitGen(image_set, image_set, first_split_sz=2, other_split_sz=2)
+    cut = first_samples(train, 3)
+    assert cut["1"].images[:, 0, 0, 0].tolist() == [0, 1, 4] and cut["1"].targets.tolist() == [0, 1, 0]
+    assert cut["2"].images[:, 0, 0, 0].tolist() == [2, 3, 6] and cut["2"].transform is train["2"].transform
+    assert first_samples(train, 0) is train
 
 
 def test_bad_split_sizes_user_error():

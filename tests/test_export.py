@@ -78,9 +78,11 @@ def run_export(capsys, *argv):
 
 def test_every_task_of_a_small_run_exports_with_the_factorized_logits(small_run, cifar10_root, tmp_path, capsys):
     out = tmp_path / "export"
+    threads = torch.get_num_threads()
     status, printed, err = run_export(capsys, small_run, "--out", out, "--dataset", "CIFAR10", "--repeats", "2",
-                                      "--warmup", "0")
+                                      "--warmup", "0", "--threads", str(threads + 1))
     assert status == 0, err
+    assert torch.get_num_threads() == threads  # the measurement's thread count does not leak into later work
     test_set = load_dataset("CIFAR10", cifar10_root)[1]
     inputs = test_set.transform(test_set.images[:16])
     expected = factorized_logits(small_run, 32, inputs)

@@ -1,6 +1,6 @@
 """Never lose a run: checkpoints while training, ``--resume`` bit-identical to an uninterrupted run, no clobbering."""
+import dataclasses
 import io
-import json
 import os
 import signal
 import subprocess
@@ -14,8 +14,10 @@ import torch
 import experiment.run
 import experiment.training
 import iBatchLearn
+from agents import AGENT_TYPES, agent_class
 from agents.SVDNet import SVDNet, SVDNetSettings
 from conftest import REPO_ROOT, assert_same_outputs, outputs, run_driver, svd_agent
+from dataloaders import BatchTransform, TaskData, TaskLoader
 from experiment.checkpoints import Position, RunCheckpoints
 from models import build_model
 from utils.runtime import restore_rng, rng_state
@@ -120,7 +122,7 @@ def test_same_seed_twice_gives_identical_results(tmp_path, monkeypatch, cifar10_
         runs.append((outputs(tmp_path / name), table))
     assert_same_outputs(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
-    assert json.loads(runs[0][0]["results/sweep_sparse_wt0.01/output_final.json"])["repeats"] == 2
+    assert runs[0][0]["results/sweep_sparse_wt0.01/output_final.json"]["repeats"] == 2
 
 
 @pytest.fixture
@@ -245,6 +247,67 @@ def test_agent_state_saved_mid_task_continues_bit_identically():
         assert torch.equal(state[key], expected[key]), key
 
 
+def baseline_agent(agent_type, agent_name):
+    """A baseline on the dense ``Net`` with heads "1" and "2", built from seed 0; 2 epochs a task."""
+    torch.manual_seed(0)
+    model = build_model("customnet", "Net")
+    model.add_heads({"1": 2, "2": 2})
+    cls = agent_class(agent_type, agent_name)
+    own = {name: value for name, value in (("reg_coef", 10.0), ("memory_size", 4))
+           if name in {field.name for field in dataclasses.fields(cls.Settings)}}
+    return cls(model, cls.Settings(schedule=[1, 2], print_freq=1000, **own))
+
+
+def task_loader(task):
+    """12 random images of two classes, reshuffled every epoch from the global generator."""
+    generator = torch.Generator().manual_seed(int(task))
+    images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    data = TaskData(task, images, torch.randint(0, 2, (12,), generator=generator), BatchTransform([0.5], [0.25]))
+    return TaskLoader(data, 6, shuffle=True)
+
+
+def assert_same_state(actual, expected, where="state"):
+    """Equal, tensors bit for bit, but for the seconds a task took."""
+    if isinstance(expected, torch.Tensor):
+        assert torch.equal(actual, expected), where
+    elif isinstance(expected, dict):
+        keys = [key for key in expected if key not in ("task_seconds", "seconds")]
+        assert sorted(map(str, actual)) == sorted(map(str, expected)), where
+        for key in keys:
+            assert_same_state(actual[key], expected[key], f"{where}.{key}")
+    else:
+        assert actual == expected, where
+
+
+@pytest.mark.parametrize("agent_type, agent_name", [(agent_type, name) for agent_type in ("default", "regularization",
+                                                                                          "exp_replay")
+                                                    for name in AGENT_TYPES[agent_type]])
+def test_every_agents_state_saved_mid_task_continues_bit_identically(agent_type, agent_name):
+    """Saved (as a checkpoint is: weights only) after task 2's first epoch, after task 1's importances, anchors and
+    memory were made, and continued by a fresh agent: the same model and the same state as an uninterrupted run."""
+    reference = baseline_agent(agent_type, agent_name)
+    reference.learn_task("1", task_loader("1"))
+    reference.learn_task("2", task_loader("2"))
+
+    agent = baseline_agent(agent_type, agent_name)
+    agent.learn_task("1", task_loader("1"))
+    saved = io.BytesIO()
+
+    def interrupt(report):
+        torch.save({"agent": agent.training_state(), "rng": rng_state()}, saved)
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        agent.learn_task("2", task_loader("2"), on_epoch=interrupt)
+    saved.seek(0)
+    checkpoint = torch.load(saved, weights_only=True)
+    resumed = baseline_agent(agent_type, agent_name)
+    resumed.load_training_state(checkpoint["agent"])
+    restore_rng(checkpoint["rng"])
+    resumed.learn_task("2", task_loader("2"))
+    assert_same_state(resumed.training_state(), reference.training_state())
+
+
 def test_only_the_latest_checkpoints_are_kept_and_a_damaged_latest_is_skipped(tmp_path, caplog):
     checkpoints = RunCheckpoints(str(tmp_path / "checkpoints"), keep=2)
     args = iBatchLearn.get_args(["--exp_name", "x"])
@@ -278,8 +341,28 @@ def test_end_of_epoch_checkpoints_wait_for_the_interval_but_ends_of_tasks_do_not
     (["--incremental_class", "--force_out_dim", "10", "--no_class_remap", "--no_rand_split_order"], 4),
 ], ids=["sequential", "ind_models", "offline_training", "incremental_class"])
 def test_every_protocol_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, protocol, stop_after):
-    flags = quick_flags(cifar10_root, "--repeat", "1", "--schedule", "1", "2", "--checkpoint_interval", "0",
-                        *protocol)
+    assert_stopped_run_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, protocol, stop_after)
+
+
+DENSE = ["--model_type", "customnet", "--model_name", "Net"]
+
+
+@pytest.mark.parametrize("agent", [
+    ["--agent_type", "regularization", "--agent_name", "EWC", "--reg_coef", "10"],
+    [*DENSE, "--agent_type", "exp_replay", "--agent_name", "Naive_Rehearsal_SI", "--reg_coef", "10",
+     "--memory_size", "30"],
+    [*DENSE, "--agent_type", "exp_replay", "--agent_name", "GEM", "--reg_coef", "0.5", "--memory_size", "30"],
+], ids=["EWC-on-Net_SVD", "Naive_Rehearsal_SI", "GEM"])
+def test_baseline_runs_resume_exactly(tmp_path, monkeypatch, cifar10_root, capsys, agent):
+    """Stopped in the first epoch of task 2, after task 1's anchors, importances and memory were made (every
+    agent's own state is checked by ``test_every_agents_state_saved_mid_task_continues_bit_identically``)."""
+    assert_stopped_run_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, agent, 4)
+
+
+def assert_stopped_run_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, extra, stop_after):
+    """A run of 2 tasks x 2 epochs stopped right after checkpoint ``stop_after`` and resumed gives the outputs and
+    the table of an uninterrupted run."""
+    flags = quick_flags(cifar10_root, "--repeat", "1", "--schedule", "1", "2", "--checkpoint_interval", "0", *extra)
     (tmp_path / "reference").mkdir(), (tmp_path / "interrupted").mkdir()
     monkeypatch.chdir(tmp_path / "reference")
     status, table, _ = run_driver(capsys, *flags)

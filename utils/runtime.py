@@ -1,7 +1,8 @@
 """Where and how reproducibly a run executes: the device, the random seeds and the random generators' state."""
 import logging
 import random
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +41,18 @@ def configure_cudnn(reproducible: bool) -> None:
     seeded either way."""
     torch.backends.cudnn.deterministic = reproducible
     torch.backends.cudnn.benchmark = not reproducible
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """``torch.set_num_threads(count)`` inside the block, the previous count restored after it (the count changes
+    floating-point reductions: it must not leak into later work of the same process)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,111 @@
+"""The report's figures, each drawn from plain numbers into a PNG with matplotlib (no display needed)."""
+import math
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+from evaluation.metrics import AccuracyMatrix
+
+DPI = 110
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(figure, path: str) -> None:
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    pyplot().close(figure)
+
+
+def accuracy_heatmap(acc_matrix: AccuracyMatrix, title: str, path: str) -> None:
+    """Accuracy (%) of each task evaluated (columns, in the order first evaluated) after each task trained (rows, in
+    training order); cells never measured are blank."""
+    plt = pyplot()
+    rows = list(acc_matrix)
+    columns = list(dict.fromkeys(task for row in rows for task in acc_matrix[row]))
+    values = [[acc_matrix[row].get(task, math.nan) for task in columns] for row in rows]
+    side = max(3.5, 0.45 * len(columns) + 2)
+    figure, axes = plt.subplots(figsize=(side + 1, max(3.0, 0.45 * len(rows) + 1.5)))
+    image = axes.imshow(values, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+    axes.set_xticks(range(len(columns)), columns)
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_xlabel("task evaluated")
+    axes.set_ylabel("after training task")
+    if len(columns) <= 10:
+        for i, row in enumerate(values):
+            for j, value in enumerate(row):
+                if not math.isnan(value):
+                    axes.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                              color="white" if value < 60 else "black")
+    figure.colorbar(image, ax=axes, label="accuracy %")
+    axes.set_title(title, fontsize=9)
+    save(figure, path)
+
+
+def components_per_layer(channels: Mapping[str, Sequence[float]], title: str, path: str) -> None:
+    """Components kept in each SVD layer after each task (cumulative over the tasks, in training order), from the
+    components each task added (``channels``: {task position or name: [per layer]})."""
+    plt = pyplot()
+    added = list(channels.values())
+    figure, axes = plt.subplots(figsize=(6, 3.8))
+    tasks = range(1, len(added) + 1)
+    for layer in range(len(added[0])):
+        kept, total = [], 0.0
+        for per_task in added:
+            total += per_task[layer]
+            kept.append(total)
+        axes.plot(tasks, kept, "o-", markersize=3, label=f"SVD layer {layer + 1}")
+    axes.set_xticks(list(tasks))
+    axes.set_xlabel("tasks learnt")
+    axes.set_ylabel("components kept")
+    axes.legend(fontsize=7)
+    axes.set_title(title, fontsize=9)
+    save(figure, path)
+
+
+def size_growth(model_sizes: Mapping[str, float], dense_sizes: Mapping[str, float], title: str, path: str) -> None:
+    """Model size (MB) after each task against one dense model per task learnt so far."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(6, 3.8))
+    tasks = range(1, len(model_sizes) + 1)
+    axes.plot(tasks, list(model_sizes.values()), "o-", label="this model")
+    axes.plot(tasks, list(dense_sizes.values()), "s--", label="one dense model per task")
+    axes.set_xticks(list(tasks), list(model_sizes))
+    axes.set_xlabel("after training task")
+    axes.set_ylabel("size (MB)")
+    axes.set_ylim(bottom=0)
+    axes.legend(fontsize=8)
+    axes.set_title(title, fontsize=9)
+    save(figure, path)
+
+
+@dataclass
+class Point:
+    """One experiment on the accuracy-against-size figure."""
+
+    label: str
+    size: float
+    accuracy: float
+    std: Optional[float]
+
+
+def accuracy_against_size(points: Sequence[Point], path: str) -> None:
+    """Average accuracy (± std over the repeats) against model size, one labelled point per experiment."""
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for point in points:
+        axes.errorbar(point.size, point.accuracy, yerr=point.std or 0.0, fmt="o", capsize=3)
+        axes.annotate(point.label, (point.size, point.accuracy), fontsize=7, textcoords="offset points",
+                      xytext=(4, 4))
+    axes.set_xlim(0, 1.3 * max((point.size for point in points), default=1.0))  # room for the labels
+    axes.set_xlabel("model size (MB)")
+    axes.set_ylabel("average accuracy %")
+    axes.set_title("accuracy against model size (error bars: std over repeats)", fontsize=9)
+    save(figure, path)

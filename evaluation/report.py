@@ -1,0 +1,246 @@
+"""``python -m evaluation.report RESULTS_DIR [RESULTS_DIR ...] --out DIR``: figures and a Markdown summary of
+finished experiments, each a ``results/<exp>/`` folder of this project or of the published code.
+
+Writes into DIR: ``summary.md`` (one row per experiment: method, the flags that differ between the experiments,
+accuracy ± std over the repeats, BWT, forgetting, model size, training time; the figures linked),
+``accuracy_vs_size.png`` (one point per experiment), and per experiment ``accuracy_matrix_<exp>.png`` (repeat 0's
+accuracy matrix), ``components_<exp>.png`` (CACL: components kept per SVD layer after each task) and
+``model_size_<exp>.png`` (size after each task against one dense model per task). A figure whose numbers the
+results do not hold (the published format has no accuracy matrix and no size per task) is skipped with a note.
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from evaluation import figures
+from evaluation.metrics import bwt, forgetting
+from utils.errors import UserError
+
+RUN_FILE = re.compile(r"output_run(\d+)\.json")
+FINAL_FILE = "output_final.json"
+SUMMARY = "summary.md"
+UNCOMPARED_FLAGS = ("exp_name", "resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot",
+                    "checkpoint_interval", "benchmark")
+"""Flags that say where and how verbosely an experiment ran, not what it computed: never listed as differing."""
+SWEPT_FLAGS = ("sparse_wt", "reg_coef")
+"""Flags that take one value per experiment: an experiment's own value is its ``setting``."""
+
+Stat = Tuple[Optional[float], Optional[float]]
+"""Mean and standard deviation over the repeats (None where the results do not hold the number)."""
+
+
+@dataclass
+class Experiment:
+    """A results folder: its runs (``output_run<r>.json``, by repeat) and ``output_final.json`` ({} if absent)."""
+
+    name: str
+    runs: List[dict]
+    final: dict
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def flags(self) -> Optional[dict]:
+        """The flags the first run was given, of the swept ones only this experiment's own value; None if
+        unrecorded."""
+        if not self.runs or "environment" not in self.runs[0]:
+            return None
+        flags = {name: value for name, value in self.runs[0]["environment"]["flags"].items()
+                 if name not in SWEPT_FLAGS}
+        return {**flags, **self.runs[0]["setting"]}
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return json.load(stream)
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {path}: {error}") from None
+
+
+def read_experiment(folder: str) -> Experiment:
+    """The results in ``folder``, with a one-line error when it holds none."""
+    if not os.path.isdir(folder):
+        raise UserError(f"{folder}: no such results folder (give results/<experiment> folders)")
+    numbered = sorted((int(match.group(1)), name) for name in os.listdir(folder)
+                      for match in [RUN_FILE.fullmatch(name)] if match)
+    runs = [read_json(os.path.join(folder, name)) for _, name in numbered]
+    final_path = os.path.join(folder, FINAL_FILE)
+    final = read_json(final_path) if os.path.isfile(final_path) else {}
+    if not runs and not final:
+        raise UserError(f"{folder} holds no results (no output_run<r>.json or {FINAL_FILE}): give a finished "
+                        f"experiment's results/<experiment> folder")
+    return Experiment(os.path.basename(os.path.normpath(folder)), runs, final)
+
+
+def over_repeats(experiment: Experiment, key: str, std_key: str, of_run: Callable[[dict], Optional[float]]) -> Stat:
+    """``output_final.json``'s ``key`` and ``std_key`` when it holds them, else the mean and population standard
+    deviation of ``of_run`` over the runs (None if a run lacks it)."""
+    if key in experiment.final:
+        return experiment.final[key], experiment.final.get(std_key)
+    values = [of_run(run) for run in experiment.runs]
+    if not values or any(value is None for value in values):
+        return None, None
+    return statistics.fmean(values), statistics.pstdev(values)
+
+
+def from_matrix(metric: Callable, key: str) -> Callable[[dict], Optional[float]]:
+    """A run's ``key``, or ``metric`` of its accuracy matrix where it holds one but not the key."""
+    def of_run(run: dict) -> Optional[float]:
+        if key in run:
+            return run[key]
+        return metric(run["acc_matrix"]) if "acc_matrix" in run else None
+
+    return of_run
+
+
+def method(experiment: Experiment) -> str:
+    """The agent, and the protocol when it is not the sequential one."""
+    flags = experiment.flags
+    if flags is None:
+        return "SVDNet (no flags recorded)" if experiment.runs and experiment.runs[0].get("channels") else \
+            "unknown (no flags recorded)"
+    protocols = [label for flag, label in (("ind_models", "separate models"), ("offline_training", "joint training"))
+                 if flags.get(flag)]
+    return flags["agent_name"] + "".join(f" ({label})" for label in protocols)
+
+
+def differing_flags(experiments: Sequence[Experiment]) -> Dict[str, str]:
+    """For each experiment, ``--flag value`` of every flag whose value differs between the experiments that recorded
+    their flags."""
+    recorded = [experiment.flags for experiment in experiments if experiment.flags is not None]
+    names = sorted({name for flags in recorded for name in flags} - set(UNCOMPARED_FLAGS))
+    differ = [name for name in names if len({json.dumps(flags.get(name)) for flags in recorded}) > 1]
+    return {experiment.name: " ".join(format_flag(name, experiment.flags.get(name)) for name in differ
+                                      if experiment.flags.get(name) not in (None, False))
+            for experiment in experiments if experiment.flags is not None}
+
+
+def format_flag(name: str, value) -> str:
+    if value is True:
+        return f"--{name}"
+    return f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+
+
+def format_stat(stat: Stat, digits: int = 2) -> str:
+    mean, std = stat
+    if mean is None:
+        return "n/a"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def unique_names(experiments: Sequence[Experiment]) -> None:
+    """Experiments of the same folder name (from different parents) get ``_2``, ``_3``, ... for their figures."""
+    seen: Dict[str, int] = {}
+    for experiment in experiments:
+        seen[experiment.name] = seen.get(experiment.name, 0) + 1
+        if seen[experiment.name] > 1:
+            experiment.name = f"{experiment.name}_{seen[experiment.name]}"
+
+
+def shared_prefix(experiments: Sequence[Experiment]) -> str:
+    """The start, up to an underscore, that every experiment's name shares (``compare_`` of ``compare_ewc_...``),
+    left out of the figure's labels; none for a single experiment."""
+    if len(experiments) < 2:
+        return ""
+    common = os.path.commonprefix([experiment.name for experiment in experiments])
+    return common[:common.rfind("_") + 1]
+
+
+def experiment_figures(experiment: Experiment, out: str) -> List[str]:
+    """Draw the experiment's own figures into ``out``; returns their file names (what is missing goes to notes)."""
+    drawn = []
+    first = experiment.runs[0] if experiment.runs else {}
+    if "acc_matrix" in first:
+        name = f"accuracy_matrix_{experiment.name}.png"
+        figures.accuracy_heatmap(first["acc_matrix"], f"{experiment.name}: accuracy %, repeat 0",
+                                 os.path.join(out, name))
+        drawn.append(name)
+    else:
+        experiment.notes.append("no acc_matrix (published format): no accuracy-matrix heatmap; BWT and forgetting "
+                                "n/a")
+    if first.get("channels"):
+        name = f"components_{experiment.name}.png"
+        figures.components_per_layer(first["channels"], f"{experiment.name}: components kept, repeat 0",
+                                     os.path.join(out, name))
+        drawn.append(name)
+    if "model_size_after_task" in first:
+        name = f"model_size_{experiment.name}.png"
+        figures.size_growth(first["model_size_after_task"], first["dense_models_size_after_task"],
+                            f"{experiment.name}: model size, repeat 0", os.path.join(out, name))
+        drawn.append(name)
+    else:
+        experiment.notes.append("no model_size_after_task (published format): no model-size growth figure")
+    return drawn
+
+
+def write_report(folders: Sequence[str], out: str) -> str:
+    """Read every results folder (all before writing anything), write the figures and ``summary.md`` into ``out``;
+    returns the summary's text."""
+    experiments = [read_experiment(folder) for folder in folders]
+    unique_names(experiments)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot make the folder ({error.strerror})") from None
+    flags = differing_flags(experiments)
+    rows, points, sections = [], [], []
+    for experiment in experiments:
+        accuracy = over_repeats(experiment, "avg_acc", "std_acc", lambda run: run["avg_acc"])
+        size = over_repeats(experiment, "model_size", "std_model_size", lambda run: run["model_size"])
+        stats = [accuracy, over_repeats(experiment, "bwt", "std_bwt", from_matrix(bwt, "bwt")),
+                 over_repeats(experiment, "forgetting", "std_forgetting", from_matrix(forgetting, "forgetting"))]
+        seconds = over_repeats(experiment, "seconds", "std_seconds", lambda run: run.get("seconds"))
+        rows.append([experiment.name, method(experiment), flags.get(experiment.name, "") or "—",
+                     *map(format_stat, stats), format_stat((size[0], None), 3), format_stat((seconds[0], None), 0)])
+        if accuracy[0] is not None and size[0] is not None:
+            points.append(figures.Point(experiment.name[len(shared_prefix(experiments)):], size[0], accuracy[0],
+                                        accuracy[1]))
+        drawn = experiment_figures(experiment, out)
+        sections.append(f"### {experiment.name}\n\n" + "\n".join(f"![{name}]({name})" for name in drawn)
+                        + "".join(f"\n\n*Note: {note}.*" for note in experiment.notes))
+    figures.accuracy_against_size(points, os.path.join(out, "accuracy_vs_size.png"))
+    header = ["experiment", "method", "flags that differ", "accuracy %", "BWT", "forgetting", "size MB", "time s"]
+    table = [header, ["---"] * len(header), *rows]
+    summary = "\n".join([
+        "# Results summary", "",
+        "Accuracy: average over the tasks after the last one, mean ± std over the repeats. BWT: final accuracy minus "
+        "the accuracy right after learning each earlier task; forgetting: best earlier accuracy minus the final one "
+        "(percentage points, mean ± std). Time: seconds of training per repeat.", "",
+        *("| " + " | ".join(cells) + " |" for cells in table), "",
+        "![accuracy against model size](accuracy_vs_size.png)", "",
+        "## Each experiment", "", "\n\n".join(sections), ""])
+    with open(os.path.join(out, SUMMARY), "w", encoding="utf-8") as stream:
+        stream.write(summary)
+    return summary
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose mistakes are one-line ``UserError``s."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (--help lists the arguments)")
+
+
+def main(argv=None) -> int:
+    """Write the report and print its table (exit 0); a user error is one line (exit 2)."""
+    parser = ArgumentParser(prog="python -m evaluation.report", description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", help="results/<experiment> folders")
+    parser.add_argument("--out", default="report", help="folder for the figures and summary.md (default: report)")
+    try:
+        args = parser.parse_args(argv)
+        summary = write_report(args.results, args.out)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(line for line in summary.splitlines() if line.startswith("|")))
+    print(f"report: {os.path.join(args.out, SUMMARY)} and its figures")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""``python -m evaluation.report``: every figure and the summary from a tiny run's results, and from results in the
+published code's format (no accuracy matrix, no size per task); a folder without results is a one-line error."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import iBatchLearn
+from conftest import QUICK, REPO_ROOT
+from evaluation.report import main as report_main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TWO_TASKS = [*QUICK, "--batch_size", "10", "--first_split_size", "5", "--other_split_size", "5"]
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory, cifar10_root) -> Path:
+    """``results/`` of tiny finished runs: CACL (2 repeats) and EWC at two --reg_coef values (1 repeat each)."""
+    directory = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(directory)
+        common = [*TWO_TASKS, "--dataset", "CIFAR10", "--dataroot", cifar10_root]
+        assert iBatchLearn.main([*common, "--repeat", "2", "--exp_name", "cacl", "--sparse_wt", "0.1"]) == 0
+        assert iBatchLearn.main([*common, "--repeat", "1", "--exp_name", "ewc", "--agent_type", "regularization",
+                                 "--agent_name", "EWC", "--model_type", "customnet", "--model_name", "Net",
+                                 "--reg_coef", "1", "10"]) == 0
+    return directory / "results"
+
+
+def published_results(folder: Path) -> Path:
+    """A results folder in the published code's format (the shape of its results/SVDNet_Test_sparse_wt0.1/)."""
+    folder.mkdir(parents=True)
+    channels = {"0": [6, 17, 23, 24, 35], "1": [5, 13, 14, 13, 33], "2": [3, 8, 11, 11, 20]}
+    acc = {"12": 82.8, "6": 68.0, "18": 67.0}
+    run = {"channels": channels, "acc": acc, "avg_acc": 72.6, "all_rank": [18, 57, 104, 115, 170],
+           "model_size": 13.032944}
+    final = {"std_acc": 0, "model_size": 13.032944, "avg_acc": 72.6, "acc": acc,
+             "chann": {task: [float(c) for c in channels[str(i)]] for i, task in enumerate(acc)}}
+    (folder / "output_run0.json").write_text(json.dumps(run))
+    (folder / "output_final.json").write_text(json.dumps(final))
+    return folder
+
+
+def summary_row(summary: str, experiment: str) -> list:
+    line = next(line for line in summary.splitlines() if line.startswith(f"| {experiment} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs, tmp_path, capsys):
+    folders = sorted(str(path) for path in finished_runs.iterdir())
+    assert [Path(folder).name for folder in folders] == ["cacl_sparse_wt0.1", "ewc_reg_coef1.0", "ewc_reg_coef10.0"]
+    assert report_main([*folders, "--out", str(tmp_path / "report")]) == 0
+    out = tmp_path / "report"
+    expected = {"summary.md", "accuracy_vs_size.png", "components_cacl_sparse_wt0.1.png",
+                *(f"{kind}_{name}.png" for kind in ("accuracy_matrix", "model_size")
+                  for name in ("cacl_sparse_wt0.1", "ewc_reg_coef1.0", "ewc_reg_coef10.0"))}
+    assert {path.name for path in out.iterdir()} == expected
+    for name in expected - {"summary.md"}:
+        assert (out / name).read_bytes().startswith(PNG) and (out / name).stat().st_size > 5000, name
+    summary = (out / "summary.md").read_text()
+    for name in expected - {"summary.md"}:
+        assert f"]({name})" in summary
+    final = json.loads((finished_runs / "cacl_sparse_wt0.1" / "output_final.json").read_text())
+    row = summary_row(summary, "cacl_sparse_wt0.1")
+    assert row[1] == "SVDNet" and "--sparse_wt 0.1" in row[2] and "--model_name Net_SVD" in row[2]
+    assert row[3] == f"{final['avg_acc']:.2f} ± {final['std_acc']:.2f}"
+    assert row[4:6] == ["0.00 ± 0.00", "0.00 ± 0.00"] and row[6] == f"{final['model_size']:.3f}"
+    ewc = summary_row(summary, "ewc_reg_coef10.0")
+    assert ewc[1] == "EWC" and "--reg_coef 10.0" in ewc[2] and "--sparse_wt" not in ewc[2]
+    assert summary_row(summary, "ewc_reg_coef1.0")[4] != "n/a"
+    assert "| cacl_sparse_wt0.1 |" in capsys.readouterr().out
+
+
+def test_report_on_results_in_the_published_format_skips_what_they_do_not_hold(finished_runs, tmp_path):
+    published = published_results(tmp_path / "results" / "SVDNet_Test_sparse_wt0.1")
+    out = tmp_path / "report"
+    assert report_main([str(published), str(finished_runs / "cacl_sparse_wt0.1"), "--out", str(out)]) == 0
+    names = {path.name for path in out.iterdir()}
+    assert "components_SVDNet_Test_sparse_wt0.1.png" in names and "accuracy_vs_size.png" in names
+    assert not {"accuracy_matrix_SVDNet_Test_sparse_wt0.1.png", "model_size_SVDNet_Test_sparse_wt0.1.png"} & names
+    summary = (out / "summary.md").read_text()
+    row = summary_row(summary, "SVDNet_Test_sparse_wt0.1")
+    assert row[1] == "SVDNet (no flags recorded)" and row[3] == "72.60 ± 0.00"
+    assert row[4:8] == ["n/a", "n/a", "13.033", "n/a"]
+    assert "no acc_matrix (published format)" in summary and "no model_size_after_task" in summary
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda folder: folder.mkdir(), "holds no results"),
+    (lambda folder: None, "no such results folder"),
+    (lambda folder: folder.mkdir() or (folder / "output_final.json").write_text("{not json"), "cannot read"),
+], ids=["empty-folder", "no-folder", "unreadable"])
+def test_report_over_a_folder_without_results_is_a_one_line_error(tmp_path, make, message):
+    folder = tmp_path / "results" / "nothing"
+    folder.parent.mkdir()
+    make(folder)
+    result = subprocess.run([sys.executable, "-m", "evaluation.report", str(folder), "--out", str(tmp_path / "out")],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_into_a_file_is_a_one_line_error(finished_runs, tmp_path, capsys):
+    (tmp_path / "out").write_text("a file, not a folder")
+    assert report_main([str(finished_runs / "cacl_sparse_wt0.1"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out ") and err.count("\n") == 1
