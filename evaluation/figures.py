@@ -96,15 +96,52 @@ class Point:
     std: Optional[float]
 
 
+def spread(values: Sequence[float], gap: float) -> list:
+    """Label positions near `values`, neighbours at least `gap` apart, in the values' order: in ascending order each
+    position is max(value, previous position + gap), then every position moves down by the mean of those pushes
+    (the run stays centred on its points); values already `gap` apart are kept as they are."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    positions = [0.0] * len(values)
+    previous = -math.inf
+    for i in order:
+        positions[i] = previous = max(values[i], previous + gap)
+    pushes = [positions[i] - values[i] for i in range(len(values))]
+    if not any(pushes):
+        return positions
+    shift = sum(pushes) / len(pushes)
+    return [position - shift for position in positions]
+
+
+def label_groups(sizes: Sequence[float], width: float) -> list:
+    """Indices of the points whose labels can collide: runs of points, in order of size, each within `width` of
+    the previous one."""
+    groups = []
+    for i in sorted(range(len(sizes)), key=lambda i: sizes[i]):
+        if groups and sizes[i] - sizes[groups[-1][-1]] <= width:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def accuracy_against_size(points: Sequence[Point], path: str) -> None:
-    """Average accuracy (± std over the repeats) against model size, one labelled point per experiment."""
+    """Average accuracy (± std over the repeats) against model size, one labelled point per experiment; labels of
+    points of about the same size are spread apart vertically, with a line to their point."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for point in points:
         axes.errorbar(point.size, point.accuracy, yerr=point.std or 0.0, fmt="o", capsize=3)
-        axes.annotate(point.label, (point.size, point.accuracy), fontsize=7, textcoords="offset points",
-                      xytext=(4, 4))
-    axes.set_xlim(0, 1.3 * max((point.size for point in points), default=1.0))  # room for the labels
+    largest = max((point.size for point in points), default=1.0)
+    axes.set_xlim(0, 1.3 * largest)  # room for the labels
+    low, high = axes.get_ylim()
+    label_y = [point.accuracy for point in points]
+    for group in label_groups([point.size for point in points], 0.15 * largest):
+        for i, y in zip(group, spread([points[i].accuracy for i in group], 0.04 * (high - low))):
+            label_y[i] = y
+    for point, y in zip(points, label_y):
+        axes.annotate(point.label, (point.size, point.accuracy), xytext=(point.size + 0.02 * largest, y),
+                      fontsize=7, va="center", arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5"))
+    axes.set_ylim(min(low, min(label_y, default=low)), max(high, max(label_y, default=high)))
     axes.set_xlabel("model size (MB)")
     axes.set_ylabel("average accuracy %")
     axes.set_title("accuracy against model size (error bars: std over repeats)", fontsize=9)

@@ -2,16 +2,17 @@
 # Every method on Split Fashion-MNIST (5 tasks x 2 classes, real data) with the same splits, seeds and epochs:
 # CACL, fine-tuning (NormalNN), L2, EWC, online EWC, SI, MAS, Naive_Rehearsal, GEM, separate models (--ind_models)
 # and joint training (--offline_training); then the report (figures and summary.md) over all of them.
-# The default fits within half an hour on 2 CPU cores: one epoch on the first 3000 training samples of each task
-# (the test sets are whole), one repeat. Extra flags are passed on to every run, after the defaults, e.g.
+# The default fits within half an hour on 2 CPU cores: one epoch on the first 2000 training samples of each task
+# (the test sets are whole), two repeats (seeds 1 and 2; one repeat of one epoch is noisy). Extra flags are passed
+# on to every run, after the defaults, e.g.
 #   ./scripts/compare_fashionmnist.sh --gpuid 0 --max_train_samples 0 --schedule 10 --repeat 3
 # Experiments are named ${COMPARE_NAME:-compare}_<method>_...; the report goes to ${COMPARE_NAME:-compare}_report/.
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
 source "$ROOT/scripts/find_fashion_mnist.sh"
 NAME=${COMPARE_NAME:-compare}
-COMMON=(--dataset FashionMNIST --first_split_size 2 --other_split_size 2 --schedule 1 --repeat 1 --seed 1
-        --gpuid -1 --max_train_samples 3000 --batch_size 128)
+COMMON=(--dataset FashionMNIST --first_split_size 2 --other_split_size 2 --schedule 1 --repeat 2 --seed 1
+        --gpuid -1 --max_train_samples 2000 --batch_size 128)
 DENSE=(--model_type customnet --model_name Net)
 MEMORY=(--memory_size 200)
 

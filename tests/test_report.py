@@ -9,6 +9,7 @@ import pytest
 
 import iBatchLearn
 from conftest import QUICK, REPO_ROOT
+from evaluation.figures import label_groups, spread
 from evaluation.report import main as report_main
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -108,3 +109,17 @@ def test_report_into_a_file_is_a_one_line_error(finished_runs, tmp_path, capsys)
     assert report_main([str(finished_runs / "cacl_sparse_wt0.1"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --out ") and err.count("\n") == 1
+
+
+def test_spread_keeps_order_and_gap_and_leaves_spaced_labels_alone():
+    values = [95.0, 96.4, 96.6, 97.7, 75.8, 96.5]
+    positions = spread(values, 1.0)
+    in_value_order = [positions[i] for i in sorted(range(len(values)), key=lambda i: values[i])]
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(in_value_order, in_value_order[1:]))
+    assert positions[4] < min(positions[:4] + positions[5:])  # the outlier stays lowest
+    assert sum(p - v for p, v in zip(positions, values)) == pytest.approx(0.0)  # centred on the points
+    assert spread([1.0, 3.0, 2.0], 1.0) == [1.0, 3.0, 2.0]
+
+
+def test_label_groups_join_points_of_about_the_same_size_only():
+    assert label_groups([1.6, 5.7, 1.6, 7.9, 1.7, 6.0], 0.5) == [[0, 2, 4], [1, 5], [3]]
