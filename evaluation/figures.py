@@ -105,10 +105,8 @@ def spread(values: Sequence[float], gap: float) -> list:
     previous = -math.inf
     for i in order:
         positions[i] = previous = max(values[i], previous + gap)
-    pushes = [positions[i] - values[i] for i in range(len(values))]
-    if not any(pushes):
-        return positions
-    shift = sum(pushes) / len(pushes)
+    pushes = [position - value for position, value in zip(positions, values)]
+    shift = sum(pushes) / len(pushes) if pushes else 0.0
     return [position - shift for position in positions]
 
 
