@@ -19,18 +19,11 @@ from experiment.evaluate_saved import evaluate_saved_model
 from experiment.search import run_search
 from experiment.training import train
 from models import model_builders
-from utils.errors import UserError
+from utils.errors import ArgumentParser, UserError
 from utils.logs import configure_logging
 from utils.runtime import configure_cudnn, pick_device
 
 log = logging.getLogger("iBatchLearn")
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes (an unknown flag, a missing or malformed value) are one-line ``UserError``s."""
-
-    def error(self, message: str):
-        raise UserError(f"{message} (--help lists the flags)")
 
 
 def get_args(argv=None) -> argparse.Namespace:

@@ -8,7 +8,6 @@ accuracy matrix), ``components_<exp>.png`` (CACL: components kept per SVD layer 
 ``model_size_<exp>.png`` (size after each task against one dense model per task). A figure whose numbers the
 results do not hold (the published format has no accuracy matrix and no size per task) is skipped with a note.
 """
-import argparse
 import json
 import os
 import re
@@ -19,7 +18,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from evaluation import figures
 from evaluation.metrics import bwt, forgetting
-from utils.errors import UserError
+from evaluation.results import SWEPT_FLAGS
+from utils.errors import ArgumentParser, UserError
 
 RUN_FILE = re.compile(r"output_run(\d+)\.json")
 FINAL_FILE = "output_final.json"
@@ -27,8 +27,6 @@ SUMMARY = "summary.md"
 UNCOMPARED_FLAGS = ("exp_name", "resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot",
                     "checkpoint_interval", "benchmark")
 """Flags that say where and how verbosely an experiment ran, not what it computed: never listed as differing."""
-SWEPT_FLAGS = ("sparse_wt", "reg_coef")
-"""Flags that take one value per experiment: an experiment's own value is its ``setting``."""
 
 Stat = Tuple[Optional[float], Optional[float]]
 """Mean and standard deviation over the repeats (None where the results do not hold the number)."""
@@ -217,13 +215,6 @@ def write_report(folders: Sequence[str], out: str) -> str:
     with open(os.path.join(out, SUMMARY), "w", encoding="utf-8") as stream:
         stream.write(summary)
     return summary
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes are one-line ``UserError``s."""
-
-    def error(self, message: str):
-        raise UserError(f"{message} (--help lists the arguments)")
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,9 @@ from utils.files import atomic_json_dump
 
 RESULTS_DIR = "results"
 
+SWEPT_FLAGS = ("sparse_wt", "reg_coef")
+"""Flags that take several values, one experiment each (the record's ``setting`` holds the experiment's own)."""
+
 
 def results_directory(experiment: str) -> str:
     """``results/<experiment>/``, under the working directory."""

@@ -7,13 +7,11 @@ import torch
 
 from agents import NormalNN, agent_class
 from dataloaders import MULTIDATASET, PermutedGen, SplitGen, first_samples, load_dataset, multidataset_tasks
+from evaluation.results import SWEPT_FLAGS
 from experiment.saved_model import load_state, read_state, svd_ranks
 from models import build_model, svd_layers
 from models.multihead import ALL_TASKS
 from utils.errors import UserError
-
-SWEPT_FLAGS = ("sparse_wt", "reg_coef")
-"""Flags that take several values, one experiment each; an agent gets one value through its ``Setting``."""
 
 
 @dataclass(frozen=True)

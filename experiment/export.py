@@ -31,7 +31,7 @@ from experiment.latency import median_latencies_ms, onnxruntime_runner, onnxrunt
 from experiment.saved_model import find_checkpoint, head_sizes, load_checkpoint
 from models import DENSE_FORMS, build_model
 from models.deployable import count_multiply_adds, task_network, uses_two_convolutions
-from utils.errors import UserError
+from utils.errors import ArgumentParser, UserError
 from utils.files import atomic_write_bytes
 from utils.logs import configure_logging
 from utils.runtime import torch_threads
@@ -44,13 +44,6 @@ LATENCY_BATCHES = (1, 64)
 """Batch sizes of the latency measurements; a timed run at batch b is ``64 // b`` calls in a row (the same number
 of images at every batch size), divided by their number."""
 ENGINES = ("pytorch", "onnxruntime")
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse whose mistakes are one-line ``UserError``s."""
-
-    def error(self, message: str):
-        raise UserError(f"{message} (--help lists the flags)")
 
 
 def get_args(argv=None) -> argparse.Namespace:

@@ -30,7 +30,7 @@ import iBatchLearn
 from experiment.cluster import CLUSTERS, Resources, check_available, make_executor
 from experiment.sweep_jobs import JOB_STATES, RESUBMITTED, SWEEP_FILE, Sweep, SweepJob
 from experiment.training import refuse_to_clobber
-from utils.errors import UserError
+from utils.errors import ArgumentParser, UserError
 from utils.logs import configure_logging
 
 log = logging.getLogger("sweep")
@@ -41,7 +41,7 @@ JOB_SETUP = [f"export PYTHONPATH={shlex.quote(PROJECT_ROOT)}${{PYTHONPATH:+:$PYT
 
 
 def sweep_parser() -> argparse.ArgumentParser:
-    parser = iBatchLearn.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m experiment.sweep", allow_abbrev=False,
         description="Submit one job per (--sparse_wt experiment, repeat) of the iBatchLearn.py flags given beside "
                     "these (python iBatchLearn.py --help lists them); follow them with --status, average them with "

@@ -66,8 +66,9 @@ def exported_logits(out: Path, task: str, inputs: torch.Tensor) -> dict:
                 "torchscript": scripted(inputs)}
 
 
-def assert_relative_close(actual, expected, tolerance=1e-5):
-    torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * float(expected.abs().max()))
+def assert_relative_close(actual, expected, label: str, tolerance=1e-5):
+    torch.testing.assert_close(actual, expected, rtol=tolerance, atol=tolerance * float(expected.abs().max()),
+                               msg=lambda message: f"{label}: {message}")
 
 
 def run_export(capsys, *argv):
@@ -91,9 +92,9 @@ def test_every_task_of_a_small_run_exports_with_the_factorized_logits(small_run,
     assert [row["task"] for row in summary["tasks"]] == sorted(expected, key=order.get)
     for task, logits in expected.items():
         for engine, actual in exported_logits(out, task, inputs).items():
-            assert_relative_close(actual, logits), (task, engine)
+            assert_relative_close(actual, logits, f"task {task}, {engine}")
         single = exported_logits(out, task, inputs[:1])
-        assert_relative_close(single["onnxruntime"], logits[:1])
+        assert_relative_close(single["onnxruntime"], logits[:1], f"task {task}, onnxruntime at batch 1")
     shapes = [(27, 64), (576, 64), (576, 128), (1152, 128), (512, 256)]  # (in·k·k, out) of Net_SVD
     for row in summary["tasks"]:
         formula = sum(p * (k * (f + o) if 0 < k and 4 * k * (f + o) <= 3 * o * f else o * f)
@@ -125,7 +126,7 @@ def test_the_published_checkpoint_exports_every_task_with_the_factorized_logits(
     assert len(expected) == 20
     for task, logits in expected.items():
         for engine, actual in exported_logits(out, task, inputs).items():
-            assert_relative_close(actual, logits), (task, engine)
+            assert_relative_close(actual, logits, f"task {task}, {engine}")
     summary = json.loads((out / "summary.json").read_text())
     ratios = [row["macs"] / summary["dense"]["macs"] for row in summary["tasks"]]
     assert [round(ratios[0], 2), round(ratios[1], 2), round(ratios[-1], 2)] == [0.15, 0.27, 0.99]  # the issue's
