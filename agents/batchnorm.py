@@ -6,6 +6,9 @@ from torch import nn
 
 from utils.errors import UserError
 
+BATCHNORM_BUFFERS = ("running_var", "running_mean", "num_batches_tracked")
+"""A BatchNorm layer's statistics, in the order the published ``batchnorm.pth`` lists them."""
+
 Statistics = List[Dict[str, torch.Tensor]]
 """The buffers (``running_mean``, ``running_var``, ``num_batches_tracked``) of every BatchNorm layer, in order."""
 

@@ -34,17 +34,17 @@ GROW_TO_MEAN_DATASETS = ("CIFAR100", "miniImageNet")
 """Datasets on which ``--grow_network`` grows a layer to the mean of its earlier identifiers (published rule)."""
 
 
-def grown_free_rank(free: int, earlier_identifiers: Sequence[int], initial_rank: int, dataset: str) -> int:
+def grown_free_rank(free: int, earlier_identifiers: Sequence[int], initial_rank: int, grow_to_mean: bool) -> int:
     """Number of fresh components a layer gets for the next task under ``--grow_network``.
 
     ``target`` is the mean of the layer's identifiers over the tasks trained before the one just finished, capped at
-    the layer's initial rank, on ``GROW_TO_MEAN_DATASETS``; on other datasets it is the initial rank itself. When
-    ``free < target`` the free room becomes ``int(target)``; otherwise it stays. Nothing grows after the first task
-    (no earlier identifiers).
+    the layer's initial rank, with ``grow_to_mean`` (the published rule on ``GROW_TO_MEAN_DATASETS``); otherwise the
+    initial rank itself. When ``free < target`` the free room becomes ``int(target)``; otherwise it stays. Nothing
+    grows after the first task (no earlier identifiers).
     """
     if not earlier_identifiers:
         return free
-    if dataset in GROW_TO_MEAN_DATASETS:
+    if grow_to_mean:
         target = min(sum(earlier_identifiers) / len(earlier_identifiers), initial_rank)
     else:
         target = initial_rank

@@ -1,8 +1,10 @@
-"""``NormalNN``: the continual-learning loop (one task after another, multi-head loss, per-task evaluation)."""
+"""``NormalNN``: fine-tuning, and the loop every method shares (one task after another, multi-head loss, per-task
+evaluation); ``LoopSettings``: the training flags every method reads."""
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -11,27 +13,52 @@ from tqdm import tqdm
 
 from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batchnorm_statistics
 from agents.model_size import dense_size_mb
-from agents.optim import make_optimizer
+from agents.optim import check_optimizer, make_optimizer
 from models.deployable import task_network
 from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
+from utils.files import atomic_torch_save
+from utils.flags import at_least_zero, flag, format_values, from_flags, positive
+
+MODEL_FILE = "final_model.pth"
+"""The model's state dict in a saved model's folder (``saves/<exp>/``), as published."""
+
+
+SCHEDULE_REQUIREMENT = "must be increasing positive epochs"
 
 
 @dataclass
-class NormalNNSettings:
-    """What the loop needs from the command line (the published flags' names and defaults)."""
+class LoopSettings:
+    """The flags every method's training loop reads (the published names and defaults), and where it runs."""
 
-    lr: float = 0.001
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    optimizer: str = "Adam"
-    schedule: Sequence[int] = (2,)
-    print_freq: int = 100
+    lr: float = flag(0.001, "learning rate", valid=positive, requirement="must be a positive number")
+    momentum: float = flag(0.9, "momentum of SGD and RMSprop")
+    weight_decay: float = flag(0.0, "weight decay", valid=at_least_zero, requirement="must be 0 or more")
+    optimizer: str = flag("Adam", "a torch.optim optimizer, or amsgrad")
+    schedule: List[int] = flag([2], "epochs at which the lr drops 10x; the last ends a task", nargs="+")
+    print_freq: int = flag(100, "log the losses every this many steps", valid=positive,
+                           requirement="must be positive")
+    save_running_stats: bool = flag(False, "BatchNorm statistics per task (models with BatchNorm)")
+    amp: bool = flag(False, "bfloat16 autocast of the forward pass (for CUDA; changes the numbers)")
+    compile: bool = flag(False, "torch.compile the training forward pass, once per task (for CUDA)")
     device: str = "cpu"
-    save_running_stats: bool = False
     channels_last: bool = False
-    amp: bool = False
-    compile: bool = False
+    """Inputs and kernels in channels-last (NHWC) memory format (the driver's choice on the CPU)."""
+
+    def __post_init__(self):
+        schedule = list(self.schedule)
+        if not schedule or schedule[0] <= 0 or any(b <= a for a, b in zip(schedule, schedule[1:])):
+            raise UserError(f"--schedule {SCHEDULE_REQUIREMENT}, got {format_values(schedule)}")
+        check_optimizer(self.optimizer, self.momentum, self.weight_decay)
+
+
+@dataclass
+class NormalNNSettings(LoopSettings):
+    """The GT-RIPL baselines' flag: fine-tuning reads none of it, but names its experiments by it as they do."""
+
+    reg_coef: float = flag(0.0, "weight of a baseline's penalty (GEM: the margin of its constraints)", sweep=True,
+                           valid=at_least_zero,
+                           requirement="must be 0 or more (a negative weight rewards what the loss penalises)")
 
 
 @dataclass
@@ -64,18 +91,32 @@ def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]
 
 
 class NormalNN:
-    """Trains a multi-head model on one task after another and evaluates each task with its own head.
+    """Fine-tuning, and the continual-learning loop every method shares: one task after another, a multi-head
+    loss, each task evaluated through its own network.
 
-    Subclasses declare their own ``Settings`` (a subclass of :class:`NormalNNSettings`) and override the hooks:
-    ``freeze`` (what may change while a task trains), ``regularization`` (terms added to the cross-entropy),
-    ``backward`` (the gradients a step takes), ``after_step`` (after every optimizer step), ``end_task`` (after the
-    last epoch of a task), ``consolidate`` (what is kept of a task for the later ones) and ``eval_ranks`` (the
-    components a task is evaluated with).
+    A method is a subclass in a module of its own that declares its ``Settings`` (a subclass of
+    :class:`LoopSettings` whose fields are its flags, ``utils.flags.flag``; a flag with ``sweep=True`` makes one
+    experiment per value) and overrides what differs:
+
+    - training: ``freeze`` / ``trainable_parameters`` (what may change while a task trains), ``regularization``
+      (terms added to the cross-entropy), ``backward`` (the gradients a step takes), ``after_step`` (after every
+      optimizer step), ``end_task`` (after the last epoch) and ``consolidate`` (what is kept of a task for later);
+    - its state: ``continual_state`` / ``load_continual_state`` (what the later tasks and evaluation need besides
+      the model's tensors; checkpointed with it), ``save`` / ``load_saved`` (its files in ``saves/<exp>/``);
+    - its outputs: ``task_ranks`` (the components a task is evaluated with), ``units_added`` (what each task added
+      to each layer: the results' ``channels``), ``results_keys`` (more keys of the results record) and
+      ``model_size_mb``;
+    - ``check_model`` (a model it cannot run on is a one-line error before anything is read), ``make_settings``
+      (its settings from the flags), ``prunes_after_task`` and ``pruned_copy`` (the ``--debug`` searches).
     """
 
     Settings = NormalNNSettings
+    abstract = False
+    """True for a base class of methods that is no method itself (not offered by ``--agent_name``)."""
+    prunes_after_task = False
+    """Whether the method prunes what a task added once it is learnt (``pruned_copy``; the ``--debug`` searches)."""
 
-    def __init__(self, model: MultiHeadNet, settings: NormalNNSettings):
+    def __init__(self, model: MultiHeadNet, settings: LoopSettings):
         self.settings = settings
         self.device = torch.device(settings.device)
         self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
@@ -96,6 +137,17 @@ class NormalNN:
         self.task_started = 0.0
         """``time.perf_counter()`` when the current task began (earlier by the seconds it ran before a resume)."""
 
+    @classmethod
+    def check_model(cls, model_type: str, model_name: str) -> None:
+        """A one-line error when the method cannot run on ``models.<model_type>.<model_name>`` (fine-tuning runs on
+        any)."""
+
+    @classmethod
+    def make_settings(cls, flags: Mapping[str, Any], swept: Mapping[str, Any], device: torch.device) -> LoopSettings:
+        """The method's ``Settings`` from the parsed flags (``swept``: the experiment's own value of the swept flag),
+        on ``device`` (channels-last on the CPU)."""
+        return from_flags(cls.Settings, flags, swept, device=str(device), channels_last=device.type == "cpu")
+
     def head_of(self, task: str) -> str:
         """A task's head: its own, or the shared ``All`` head of ``--force_out_dim``."""
         return task if task in self.model.last else ALL_TASKS
@@ -114,7 +166,10 @@ class NormalNN:
             return logits[:, :self.valid_out_dim]
         return logits
 
-    def freeze(self, task: str) -> List[nn.Parameter]:
+    def freeze(self, task: str) -> None:
+        """Before ``task`` trains: hold fixed what it may not change (fine-tuning holds nothing)."""
+
+    def trainable_parameters(self, task: str) -> List[nn.Parameter]:
         """The parameters the optimizer may change while ``task`` trains: the feature extractor and the heads being
         trained (other tasks' heads are left alone)."""
         body = [p for name, p in self.model.named_parameters() if not name.startswith("last.")]
@@ -122,8 +177,9 @@ class NormalNN:
 
     def begin_task(self, task: str) -> None:
         settings = self.settings
-        self.optimizer = make_optimizer(self.freeze(task), settings.optimizer, settings.lr, settings.momentum,
-                                        settings.weight_decay)
+        self.freeze(task)
+        self.optimizer = make_optimizer(self.trainable_parameters(task), settings.optimizer, settings.lr,
+                                        settings.momentum, settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(settings.schedule),
                                                               gamma=0.1)
         if settings.compile:  # compiled afresh for every task: the ranks and frozen prefixes change between tasks
@@ -181,10 +237,12 @@ class NormalNN:
 
     def training_state(self) -> dict:
         """Everything needed to continue training exactly from here: between tasks, or between two epochs of a
-        task (then with the optimizer's and the scheduler's state). Random generators are the caller's."""
+        task (then with the optimizer's and the scheduler's state); the method's ``continual_state`` included.
+        Random generators are the caller's."""
         state = {"model": self.model.state_dict(), "tasks_trained": list(self.tasks_trained),
                  "global_step": self.global_step, "valid_out_dim": self.valid_out_dim,
-                 "running_stats": self.running_stats, "task_seconds": dict(self.task_seconds), "in_task": None}
+                 "running_stats": self.running_stats, "task_seconds": dict(self.task_seconds), "in_task": None,
+                 **self.continual_state()}
         if self.current_task is not None:
             state["in_task"] = {"task": self.current_task, "heads": list(self.training_heads),
                                 "epochs_done": self.epochs_done, "optimizer": self.optimizer.state_dict(),
@@ -202,6 +260,15 @@ class NormalNN:
         self.task_seconds = dict(state["task_seconds"])
         self.load_running_stats(state["running_stats"], "the checkpoint")
         self.resume_point = state["in_task"]
+        self.load_continual_state(state)
+
+    def continual_state(self) -> Dict[str, Any]:
+        """What the method keeps of the tasks learnt, besides the model's tensors, for the later tasks and for
+        evaluation (fine-tuning keeps nothing); names of its entries must not clash with ``training_state``'s."""
+        return {}
+
+    def load_continual_state(self, state: Mapping[str, Any]) -> None:
+        """The inverse of ``continual_state`` (``state`` may hold more entries)."""
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
         """One optimizer step on a batch; returns the loss terms (detached)."""
@@ -249,8 +316,8 @@ class NormalNN:
         """After ``end_task``: what the method keeps of ``task`` for the later ones, from the data it trained on."""
 
     # --- evaluation -----------------------------------------------------------------------------------------
-    def eval_ranks(self, task: str) -> Optional[List[int]]:
-        """Prefix lengths of the components ``task`` is evaluated with (None: the whole model)."""
+    def task_ranks(self, task: str) -> Optional[List[int]]:
+        """How many components of each SVD layer ``task``'s network uses (None: the whole model)."""
         return None
 
     def load_running_stats(self, statistics: Dict[str, List[Dict[str, torch.Tensor]]], source: str) -> None:
@@ -259,13 +326,13 @@ class NormalNN:
 
     def task_network(self, task: str) -> nn.Sequential:
         """``task``'s own network as plain layers (``models.deployable.task_network``): its components
-        (``eval_ranks``), its head and (with ``--save_running_stats``) its BatchNorm statistics folded in; on the
+        (``task_ranks``), its head and (with ``--save_running_stats``) its BatchNorm statistics folded in; on the
         agent's device and memory format."""
         live_statistics = batchnorm_statistics(self.model) if task in self.running_stats else None
         if live_statistics is not None:
             use_batchnorm_statistics(self.model, self.running_stats[task])
         try:
-            network = task_network(self.model.feature_layers(), self.eval_ranks(task),
+            network = task_network(self.model.feature_layers(), self.task_ranks(task),
                                    self.model.last[self.head_of(task)])
         finally:
             if live_statistics is not None:
@@ -296,6 +363,31 @@ class NormalNN:
             raise UserError("the evaluation set is empty")
         return 100.0 * correct / seen
 
-    # --- reporting ------------------------------------------------------------------------------------------
+    # --- outputs ------------------------------------------------------------------------------------------
+    def units_added(self) -> Dict[int, List[int]]:
+        """What each task added to each layer, by task index in training order (the results' ``channels``; nothing
+        for a method that adds nothing per task)."""
+        return {}
+
+    def results_keys(self) -> Dict[str, Any]:
+        """Keys the method adds to each run's results record."""
+        return {}
+
     def model_size_mb(self) -> float:
         return dense_size_mb(sum(p.numel() for p in self.model.parameters()))
+
+    def pruned_copy(self, task: str, strength: float) -> "NormalNN":
+        """A copy in which ``task``, trained but not yet pruned, is pruned at ``strength`` (``prunes_after_task``
+        methods)."""
+        raise UserError(f"{type(self).__name__} does not prune after a task")
+
+    # --- saved models -------------------------------------------------------------------------------------
+    def save(self, directory: str) -> None:
+        """The trained model into ``directory``: ``final_model.pth`` (the model's state dict), as published."""
+        atomic_torch_save(self.model.state_dict(), os.path.join(directory, MODEL_FILE))
+
+    def load_saved(self, directory: str) -> None:
+        """The rest of what ``save`` wrote (the model's tensors are loaded already): the tasks trained, in order,
+        and what evaluating them needs."""
+        raise UserError(f"--loadmodel {directory}: {type(self).__name__} saves only {MODEL_FILE}, without the order "
+                        f"of its tasks: it cannot be evaluated from its saved files")

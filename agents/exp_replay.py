@@ -5,15 +5,16 @@ task's data (``Naive_Rehearsal``, alone or with a regularization penalty) or use
 Naive_Rehearsal_MAS|GEM``, with ``--memory_size`` (default 1000, as published).
 """
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import quadprog
 import torch
 
 from agents.default import NormalNN, NormalNNSettings, task_groups
-from agents.regularization import EWC, L2, MAS, SI, RegularizationSettings
+from agents.regularization import EWC, L2, MAS, SI
 from models.multihead import MultiHeadNet
+from utils.errors import UserError
+from utils.flags import flag, positive
 
 Slot = dict
 """One task's samples in the memory: ``{"inputs": network inputs, "targets": labels, "tasks": task name of each}``."""
@@ -24,19 +25,10 @@ GEM_RIDGE = 1e-3
 
 @dataclass
 class RehearsalSettings(NormalNNSettings):
-    memory_size: int = 1000
-    """Samples the memory holds over all tasks (``--memory_size``)."""
+    """The rehearsal agents' flag; ``--reg_coef`` is the penalty of the ``Naive_Rehearsal_<method>`` variants and
+    the margin of GEM's constraints."""
 
-
-@dataclass
-class RegularizedRehearsalSettings(RehearsalSettings, RegularizationSettings):
-    """Rehearsal plus a regularization penalty of weight ``reg_coef``."""
-
-
-@dataclass
-class GEMSettings(RehearsalSettings):
-    reg_coef: float = 0.0
-    """The margin of GEM's constraints (``--reg_coef``, as published)."""
+    memory_size: int = flag(1000, "samples the rehearsal agents keep", valid=positive, requirement="must be positive")
 
 
 class EpisodicMemory(NormalNN):
@@ -48,6 +40,7 @@ class EpisodicMemory(NormalNN):
     """
 
     Settings = RehearsalSettings
+    abstract = True
 
     def __init__(self, model: MultiHeadNet, settings: RehearsalSettings):
         super().__init__(model, settings)
@@ -77,11 +70,11 @@ class EpisodicMemory(NormalNN):
                 stored.append((task, inputs, targets))
         return stored
 
-    def training_state(self) -> dict:
-        return {**super().training_state(), "memory": self.memory}
+    def continual_state(self) -> Dict[str, Any]:
+        return {**super().continual_state(), "memory": self.memory}
 
-    def load_training_state(self, state: dict) -> None:
-        super().load_training_state(state)
+    def load_continual_state(self, state: Mapping[str, Any]) -> None:
+        super().load_continual_state(state)
         self.memory = {int(number): {"inputs": slot["inputs"].to(self.device),
                                      "targets": slot["targets"].to(self.device), "tasks": list(slot["tasks"])}
                        for number, slot in state["memory"].items()}
@@ -106,22 +99,31 @@ class Naive_Rehearsal(EpisodicMemory):
 
 
 class Naive_Rehearsal_L2(Naive_Rehearsal, L2):
-    Settings = RegularizedRehearsalSettings
+    """Rehearsal with the L2 penalty."""
 
 
 class Naive_Rehearsal_SI(Naive_Rehearsal, SI):
-    Settings = RegularizedRehearsalSettings
+    """Rehearsal with SI's penalty."""
 
 
 class Naive_Rehearsal_EWC(Naive_Rehearsal, EWC):
     """Rehearsal with online EWC (one running anchor), as published."""
 
-    Settings = RegularizedRehearsalSettings
     online = True
 
 
 class Naive_Rehearsal_MAS(Naive_Rehearsal, MAS):
-    Settings = RegularizedRehearsalSettings
+    """Rehearsal with MAS's penalty."""
+
+
+def quadprog_module():
+    """quadprog, an optional dependency (the ``baselines`` extra), with a one-line error where it is missing."""
+    try:
+        import quadprog
+    except ImportError:
+        raise UserError("GEM solves its quadratic program with quadprog, which is not installed: pip install "
+                        "quadprog (or the project with its baselines extra)") from None
+    return quadprog
 
 
 def project_gradient(gradient: torch.Tensor, memories: torch.Tensor, margin: float) -> torch.Tensor:
@@ -131,6 +133,7 @@ def project_gradient(gradient: torch.Tensor, memories: torch.Tensor, margin: flo
     program ``min_v ½ vᵀ(MMᵀ + εI)v + (Mg)ᵀv`` subject to ``v ≥ margin``; then ``g̃ = Mᵀv + g``. Solved by quadprog
     in float64 (ε = ``GEM_RIDGE``; with it a constraint that ends inactive holds up to ``−ε·v_k``).
     """
+    quadprog = quadprog_module()
     M = memories.detach().double().cpu().numpy()
     g = gradient.detach().double().cpu().numpy()
     n_constraints = M.shape[0]
@@ -147,7 +150,9 @@ class GEM(EpisodicMemory):
     (those the optimizer holds: the shared ones and the task's own head). The memory is not replayed as training
     data."""
 
-    Settings = GEMSettings
+    def __init__(self, model: MultiHeadNet, settings: RehearsalSettings):
+        quadprog_module()
+        super().__init__(model, settings)
 
     def learn_task(self, task: str, train_loader, heads: Optional[Sequence[str]] = None, on_epoch=None) -> None:
         super().learn_task(task, train_loader, heads, on_epoch)

@@ -4,12 +4,20 @@ from typing import Mapping, Sequence, Tuple
 from models.svd_conv import SVD_Conv2d
 
 BYTES_PER_NUMBER = 4
-BATCHNORM_NUMBERS_PER_CHANNEL = 80
+BATCHNORM_NUMBERS = 4
+"""A BatchNorm channel's numbers: weight, bias, running mean and running variance."""
+PUBLISHED_TASKS = 20
+"""The published formula stores each BatchNorm channel's numbers for 20 tasks, whatever the number of tasks
+(``m.weight.shape[0] * 4 * 20`` in ``agents/SVDNet.py: mode_comp``): the per-task statistics of the 20-task
+benchmarks."""
+BATCHNORM_NUMBERS_PER_CHANNEL = BATCHNORM_NUMBERS * PUBLISHED_TASKS
 
 
 def cacl_model_size_mb(layers: Sequence[Tuple[int, int]], chann_used: Mapping[int, Sequence[int]],
                        head_parameters: int, batchnorm_channels: Sequence[int] = ()) -> float:
     """``4 B × [Σ_l (in·k·k·cum_l + out·cum_l + cum_l) + heads + 80·Σ BN channels + tasks·layers] / 1e6``.
+
+    80 = ``BATCHNORM_NUMBERS_PER_CHANNEL``: the 4 numbers of a BatchNorm channel for each of ``PUBLISHED_TASKS``.
 
     ``layers`` holds ``(in·k·k, out)`` per SVD layer, ``cum_l`` is the number of components of layer ``l`` used by
     all tasks together (``chann_used`` summed over tasks), ``heads`` the number of weights and biases of every head,

@@ -1,10 +1,10 @@
 """The regularization baselines of the GT-RIPL benchmark: a quadratic penalty keeps the parameters near anchors.
 
 ``--agent_type regularization --agent_name L2|EWC|EWC_online|SI|MAS``. Each method differs only in how it weighs
-each parameter (``importance``) and in how many anchors it keeps; SI also watches every step.
+each parameter (``importance``) and in how many anchors it keeps; SI also watches every step. The penalty's weight
+λ is ``--reg_coef`` (``agents.default.NormalNNSettings``), one experiment ``<exp_name>_reg_coef<λ>`` per value.
 """
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -25,12 +25,6 @@ SI_DAMPING = 0.1
 """ξ of SI's importance ``w / (Δθ² + ξ)`` (the published ``damping_factor``)."""
 
 
-@dataclass
-class RegularizationSettings(NormalNNSettings):
-    reg_coef: float = 0.0
-    """λ, the weight of the penalty (``--reg_coef``; one experiment per value)."""
-
-
 class L2(NormalNN):
     """Penalty ``λ · Σ_anchors Σ_θ Ω · (θ − θ*)²`` over every trainable parameter (heads included), added to the
     loss; after each task an anchor θ* = the parameters reached, with importance Ω = 1.
@@ -38,10 +32,9 @@ class L2(NormalNN):
     ``online``: one running anchor (slot 1, replaced after every task); otherwise one anchor per task.
     """
 
-    Settings = RegularizationSettings
     online = True
 
-    def __init__(self, model: MultiHeadNet, settings: RegularizationSettings):
+    def __init__(self, model: MultiHeadNet, settings: NormalNNSettings):
         super().__init__(model, settings)
         self.params = {name: p for name, p in self.model.named_parameters() if p.requires_grad}
         self.anchors: Dict[int, Anchor] = {}
@@ -99,11 +92,11 @@ class L2(NormalNN):
             self.model.train(was_training)
 
     # --- state ----------------------------------------------------------------------------------------------
-    def training_state(self) -> dict:
-        return {**super().training_state(), "anchors": self.anchors}
+    def continual_state(self) -> Dict[str, Any]:
+        return {**super().continual_state(), "anchors": self.anchors}
 
-    def load_training_state(self, state: dict) -> None:
-        super().load_training_state(state)
+    def load_continual_state(self, state: Mapping[str, Any]) -> None:
+        super().load_continual_state(state)
         self.anchors = {int(slot): on_device(anchor, self.device) for slot, anchor in state["anchors"].items()}
 
 
@@ -173,7 +166,7 @@ class SI(L2):
     parameters for the first task), and ``w`` is reset.
     """
 
-    def __init__(self, model: MultiHeadNet, settings: RegularizationSettings):
+    def __init__(self, model: MultiHeadNet, settings: NormalNNSettings):
         super().__init__(model, settings)
         self.w = {name: torch.zeros_like(p) for name, p in self.params.items()}
         self.initial_parameters = {name: p.detach().clone() for name, p in self.params.items()}
@@ -207,10 +200,10 @@ class SI(L2):
             self.w[name].zero_()
         return importance
 
-    def training_state(self) -> dict:
-        return {**super().training_state(), "w": self.w, "initial_parameters": self.initial_parameters}
+    def continual_state(self) -> Dict[str, Any]:
+        return {**super().continual_state(), "w": self.w, "initial_parameters": self.initial_parameters}
 
-    def load_training_state(self, state: dict) -> None:
-        super().load_training_state(state)
+    def load_continual_state(self, state: Mapping[str, Any]) -> None:
+        super().load_continual_state(state)
         loaded = on_device({"w": state["w"], "initial": state["initial_parameters"]}, self.device)
         self.w, self.initial_parameters = loaded["w"], loaded["initial"]

@@ -19,3 +19,8 @@ def network_input(dataset: str, task: str) -> NetworkInput:
     if dataset not in DATASET_INPUTS:
         raise UserError(f"unknown dataset {dataset!r}: choose one of {', '.join((*DATASET_INPUTS, MULTIDATASET))}")
     return DATASET_INPUTS[dataset]
+
+
+def input_size(dataset: str) -> int:
+    """The side of the square images every task of ``dataset`` feeds the network."""
+    return network_input(dataset, "1").size

@@ -1,10 +1,9 @@
 """Mini-batches of one or several tasks, transformed on the training device.
 
-Samples stay uint8 in their tasks' tensors; a batch is gathered by index, moved to the device, and
-transformed there by its task's :class:`BatchTransform` (one call per task present in the batch).
+Samples stay uint8 in their tasks' tensors; a batch is gathered by index, moved to the device, and transformed there
+by its task's :class:`BatchTransform` (one call per task present in the batch).
 """
-
-from collections.abc import Iterator, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -15,30 +14,23 @@ from dataloaders.transforms import ready_inputs
 class TaskLoader:
     """Iterates ``(inputs, targets, task_names)`` over the samples of ``tasks``.
 
-    ``inputs`` are float32 (B, C, H, W) and ``targets`` int64 (B,), both on ``device``; ``task_names``
-    lists each sample's task name. Several tasks are concatenated (offline / joint training). With
-    ``shuffle`` the order is ``torch.randperm(n, generator=generator)``, drawn anew every epoch; the
-    same generator drives the augmentation draws.
+    ``inputs`` are float32 (B, C, H, W) and ``targets`` int64 (B,), both on ``device``; ``task_names`` lists each
+    sample's task name. Several tasks are concatenated (offline / joint training). With ``shuffle`` the order is
+    ``torch.randperm(n, generator=generator)``, drawn anew every epoch; the same generator drives the augmentation
+    draws.
     """
 
-    def __init__(
-        self,
-        tasks: TaskData | Sequence[TaskData],
-        batch_size: int,
-        shuffle: bool,
-        device: torch.device | str = "cpu",
-        generator: torch.Generator | None = None,
-        drop_last: bool = False,
-    ) -> None:
+    def __init__(self, tasks: Union[TaskData, Sequence[TaskData]], batch_size: int, shuffle: bool,
+                 device: Union[torch.device, str] = "cpu", generator: Optional[torch.Generator] = None,
+                 drop_last: bool = False) -> None:
         self.tasks = [tasks] if isinstance(tasks, TaskData) else list(tasks)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.device = torch.device(device)
         self.generator = generator
         self.drop_last = drop_last
-        self.task_of_sample = torch.cat(
-            [torch.full((len(task),), index, dtype=torch.int64) for index, task in enumerate(self.tasks)]
-        )
+        self.task_of_sample = torch.cat([torch.full((len(task),), index, dtype=torch.int64)
+                                         for index, task in enumerate(self.tasks)])
         self.index_in_task = torch.cat([torch.arange(len(task)) for task in self.tasks])
         self.targets = torch.cat([task.targets for task in self.tasks])
 
@@ -51,20 +43,20 @@ class TaskLoader:
     def num_samples(self) -> int:
         return len(self.targets)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, List[str]]]:
         num_samples = self.num_samples
         order = torch.randperm(num_samples, generator=self.generator) if self.shuffle else torch.arange(num_samples)
         for batch in range(len(self)):
-            yield self.samples(order[batch * self.batch_size : (batch + 1) * self.batch_size])
+            yield self.samples(order[batch * self.batch_size:(batch + 1) * self.batch_size])
 
-    def with_inputs(self, extra: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> "TaskLoader":
+    def with_inputs(self, extra: Sequence[Tuple[str, torch.Tensor, torch.Tensor]]) -> "TaskLoader":
         """The same loader over ``extra`` samples, given as ``(task name, network inputs, targets)`` (a rehearsal
         memory: transformed already, they are used as they are), followed by this loader's own."""
         memory = [TaskData(name, inputs, targets, ready_inputs) for name, inputs, targets in extra]
         return TaskLoader(memory + self.tasks, self.batch_size, self.shuffle, self.device, self.generator,
                           self.drop_last)
 
-    def samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    def samples(self, samples: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
         """The samples of the given global indices as a batch: gathered, moved and transformed, task by task."""
         task_of_sample = self.task_of_sample[samples]
         inputs = None

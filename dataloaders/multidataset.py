@@ -1,22 +1,21 @@
 """The 5-dataset sequence of Adversarial Continual Learning and CACL: five 10-class tasks, one dataset each.
 
-Task "1" is CIFAR10, "2" notMNIST (letters A–J), "3" MNIST, "4" SVHN and "5" FashionMNIST, in that
-order; each keeps its own labels 0–9 (one head per task). Every input is 3×32×32: the 28×28 members are
-zero-padded by 2 when read and the grey ones repeated to 3 channels by their transform. Each member is
-normalised with its own mean and std (:data:`NORMALISATION`) and none is augmented.
+Task "1" is CIFAR10, "2" notMNIST (letters A–J), "3" MNIST, "4" SVHN and "5" FashionMNIST, in that order; each keeps
+its own labels 0–9 (one head per task). Every input is 3×32×32: the 28×28 members are zero-padded by 2 when read and
+the grey ones repeated to 3 channels by their transform. Each member is normalised with its own mean and std
+(:data:`NORMALISATION`) and none is augmented.
 
-notMNIST is read from the ``notMNIST.zip`` published with the Adversarial Continual Learning code
-(members ``notMNIST/{Train,Test}/<letter>/*.png``) or from that archive extracted; SVHN from the
-official ``{train,test}_32x32.mat`` (MATLAB v5: ``X`` uint8 32×32×3×N, ``y`` N×1 with 10 meaning
-digit 0). The other members come from the readers of :mod:`dataloaders.datasets`.
+notMNIST is read from the ``notMNIST.zip`` published with the Adversarial Continual Learning code (members
+``notMNIST/{Train,Test}/<letter>/*.png``) or from that archive extracted; SVHN from the official
+``{train,test}_32x32.mat`` (MATLAB v5: ``X`` uint8 32×32×3×N, ``y`` N×1 with 10 meaning digit 0). The other members
+come from the readers of :mod:`dataloaders.datasets`.
 """
-
 import dataclasses
 import io
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterable
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import scipy.io
@@ -26,19 +25,20 @@ import torchvision.datasets
 from PIL import Image
 from torchvision.datasets.utils import download_url
 
-from dataloaders.datasets import CIFAR10, MNIST, MNIST_PADDING, FashionMNIST, ImageSet, read_checked
+from dataloaders.datasets import (CIFAR10, DATASET_INPUTS, MNIST, MNIST_PADDING, FashionMNIST, ImageSet,
+                                  read_checked)
 from dataloaders.splits import TaskData
 from dataloaders.transforms import BatchTransform
 from utils.errors import UserError
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 NORMALISATION = {
     "CIFAR10": ((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)),
     "notMNIST": ((0.4254,), (0.4501,)),
-    "MNIST": ((0.1000,), (0.2752,)),
+    "MNIST": (DATASET_INPUTS["MNIST"].mean, DATASET_INPUTS["MNIST"].std),
     "SVHN": ((0.4377, 0.4438, 0.4728), (0.198, 0.201, 0.197)),
-    "FashionMNIST": ((0.2190,), (0.3318,)),
+    "FashionMNIST": (DATASET_INPUTS["FashionMNIST"].mean, DATASET_INPUTS["FashionMNIST"].std),
 }
 """(mean, std) of each member, per channel or one value broadcast over the channels, as in the published code."""
 
@@ -46,22 +46,19 @@ NUM_CLASSES = 10
 """Classes of every member, hence outputs of every task's head."""
 
 
-# ---------------------------------------------------------------- notMNIST (PNGs in the published zip)
-
+# --- notMNIST (PNGs in the published zip) -------------------------------------------------------------------------
 NOTMNIST_LABELS = {letter: index for index, letter in enumerate("ABCDEFGHIJ")}
 """The label of each letter folder: A = 0 … J = 9."""
 
-NOTMNIST_SOURCE = (
-    "the notMNIST.zip published with the Adversarial Continual Learning code "
-    "(github.com/facebookresearch/Adversarial-Continual-Learning)"
-)
+NOTMNIST_SOURCE = ("the notMNIST.zip published with the Adversarial Continual Learning code "
+                   "(github.com/facebookresearch/Adversarial-Continual-Learning)")
 
 
 def _notmnist_where(dataroot: str) -> str:
     return f"put {NOTMNIST_SOURCE} at {os.path.join(dataroot, 'notMNIST.zip')} (or extracted there) or pass --dataroot"
 
 
-def _notmnist_labelled_names(names: Iterable[str], split: str) -> list[tuple[str, int]]:
+def _notmnist_labelled_names(names: Iterable[str], split: str) -> List[Tuple[str, int]]:
     """The members ``notMNIST/<split>/<letter>/<file>.png`` among ``names``, sorted, with their letter's label."""
     labelled = []
     for name in sorted(names):
@@ -72,7 +69,7 @@ def _notmnist_labelled_names(names: Iterable[str], split: str) -> list[tuple[str
     return labelled
 
 
-def _decode_notmnist_image(read: Callable[[str], bytes], name: str) -> np.ndarray | None:
+def _decode_notmnist_image(read: Callable[[str], bytes], name: str) -> Optional[np.ndarray]:
     """The member ``name`` as uint8 (28, 28, 3) RGB, or None where it cannot be read or is not 28×28."""
     try:
         with Image.open(io.BytesIO(read(name))) as picture:
@@ -82,7 +79,8 @@ def _decode_notmnist_image(read: Callable[[str], bytes], name: str) -> np.ndarra
     return image if image.shape == (28, 28, 3) else None
 
 
-def _read_notmnist(dataroot: str, source: str, names: list[str], read: Callable[[str], bytes]) -> tuple[ImageSet, ImageSet]:
+def _read_notmnist(dataroot: str, source: str, names: List[str],
+                   read: Callable[[str], bytes]) -> Tuple[ImageSet, ImageSet]:
     """Both splits from the archive or folder ``source`` (members ``names``, fetched by ``read``).
 
     Images are uint8 (N, 3, 32, 32), zero-padded by 2; unreadable images are skipped with one warning.
@@ -100,15 +98,16 @@ def _read_notmnist(dataroot: str, source: str, names: list[str], read: Callable[
                 images.append(image)
                 labels.append(label)
         if not images:
-            raise UserError(f"{source} holds no readable notMNIST/{split}/<A..J>/*.png image: {_notmnist_where(dataroot)}")
+            raise UserError(f"{source} holds no readable notMNIST/{split}/<A..J>/*.png image: "
+                            f"{_notmnist_where(dataroot)}")
         padded = F.pad(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), (MNIST_PADDING,) * 4)
         image_sets.append(ImageSet(padded, torch.tensor(labels, dtype=torch.int64), transform))
     if skipped:
-        logger.warning("%s: skipped %d unreadable notMNIST images", source, skipped)
+        log.warning("%s: skipped %d unreadable notMNIST images", source, skipped)
     return image_sets[0], image_sets[1]
 
 
-def notMNIST(dataroot: str) -> tuple[ImageSet, ImageSet]:
+def notMNIST(dataroot: str) -> Tuple[ImageSet, ImageSet]:
     """notMNIST (letters A–J) from ``<dataroot>/notMNIST.zip``, else from the extracted ``<dataroot>/notMNIST/``.
 
     Each PNG is read as RGB and zero-padded from 28×28 to 32×32; never augmented.
@@ -119,10 +118,9 @@ def notMNIST(dataroot: str) -> tuple[ImageSet, ImageSet]:
         try:
             opened = zipfile.ZipFile(archive)
         except (zipfile.BadZipFile, OSError) as error:
-            raise UserError(
-                f"notMNIST archive {archive} cannot be read as a zip file ({error}): {_notmnist_where(dataroot)}"
-            ) from error
-        logger.info("reading notMNIST from %s", archive)
+            raise UserError(f"notMNIST archive {archive} cannot be read as a zip file ({error}): "
+                            f"{_notmnist_where(dataroot)}") from error
+        log.info("reading notMNIST from %s", archive)
         with opened:
             return _read_notmnist(dataroot, archive, opened.namelist(), opened.read)
     if os.path.isdir(folder):
@@ -131,27 +129,20 @@ def notMNIST(dataroot: str) -> tuple[ImageSet, ImageSet]:
             with open(os.path.join(dataroot, name), "rb") as file:
                 return file.read()
 
-        names = [
-            os.path.relpath(os.path.join(directory, file_name), dataroot).replace(os.sep, "/")
-            for directory, _, file_names in os.walk(folder)
-            for file_name in file_names
-        ]
-        logger.info("reading notMNIST from %s", folder)
+        names = [os.path.relpath(os.path.join(directory, file_name), dataroot).replace(os.sep, "/")
+                 for directory, _, file_names in os.walk(folder) for file_name in file_names]
+        log.info("reading notMNIST from %s", folder)
         return _read_notmnist(dataroot, folder, names, read)
     raise UserError(f"notMNIST not found ({archive} is missing): {_notmnist_where(dataroot)}")
 
 
-# ---------------------------------------------------------------- SVHN (official MATLAB files)
-
-
+# --- SVHN (official MATLAB files) ---------------------------------------------------------------------------------
 SVHN_FILES = {"train": "train_32x32.mat", "test": "test_32x32.mat"}
 
 
 def _svhn_where(dataroot: str) -> str:
-    return (
-        f"put the official {SVHN_FILES['train']} and {SVHN_FILES['test']} (cropped digits) in "
-        f"{os.path.join(dataroot, 'SVHN', '')} or pass --dataroot"
-    )
+    return (f"put the official {SVHN_FILES['train']} and {SVHN_FILES['test']} (cropped digits) in "
+            f"{os.path.join(dataroot, 'SVHN', '')} or pass --dataroot")
 
 
 def _svhn_path(dataroot: str, split: str) -> str:
@@ -161,22 +152,20 @@ def _svhn_path(dataroot: str, split: str) -> str:
     for path in (primary, os.path.join(dataroot, file_name)):
         if os.path.isfile(path):
             return path
-    logger.info("%s not found: downloading it", primary)
+    log.info("%s not found: downloading it", primary)
     url, _, md5 = torchvision.datasets.SVHN.split_list[split]
     try:
         download_url(url, os.path.dirname(primary), file_name, md5)
     except Exception as error:  # a download fails in many ways (network, disk, checksum); all mean "no data"
-        logger.info("download of %s failed: %s", url, error)
+        log.info("download of %s failed: %s", url, error)
         if os.path.isfile(primary):
             os.remove(primary)
-        raise UserError(
-            f"SVHN not found ({primary} is missing): {_svhn_where(dataroot)}; "
-            "they are downloaded automatically where a network is reachable"
-        ) from error
+        raise UserError(f"SVHN not found ({primary} is missing): {_svhn_where(dataroot)}; "
+                        "they are downloaded automatically where a network is reachable") from error
     return primary
 
 
-def _svhn_problem(content: dict) -> str | None:
+def _svhn_problem(content: dict) -> Optional[str]:
     """What makes a loaded .mat file differ from an official SVHN split, or None if nothing does."""
     missing = [key for key in ("X", "y") if key not in content]
     if missing:
@@ -192,7 +181,7 @@ def _svhn_problem(content: dict) -> str | None:
     return None
 
 
-def _read_svhn_split(path: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_svhn_split(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 (N, 3, 32, 32) and labels int64 (N,) in 0–9 of one official file, where label 10 is digit 0."""
     content = read_checked(path, scipy.io.loadmat, _svhn_problem, "cannot be read as a MATLAB file",
                            f"replace this SVHN file by the official {os.path.basename(path)}")
@@ -202,19 +191,17 @@ def _read_svhn_split(path: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def SVHN(dataroot: str) -> tuple[ImageSet, ImageSet]:
+def SVHN(dataroot: str) -> Tuple[ImageSet, ImageSet]:
     """SVHN (cropped digits) from ``<dataroot>/SVHN/`` or ``<dataroot>/``; never augmented."""
     mean, std = NORMALISATION["SVHN"]
     transform = BatchTransform(mean, std)
     train_path, test_path = _svhn_path(dataroot, "train"), _svhn_path(dataroot, "test")
-    logger.info("reading SVHN from %s and %s", train_path, test_path)
+    log.info("reading SVHN from %s and %s", train_path, test_path)
     return ImageSet(*_read_svhn_split(train_path), transform), ImageSet(*_read_svhn_split(test_path), transform)
 
 
-# ---------------------------------------------------------------- the sequence
-
-
-MEMBERS: dict[str, Callable[[str], tuple[ImageSet, ImageSet]]] = {
+# --- the sequence -------------------------------------------------------------------------------------------------
+MEMBERS: Dict[str, Callable[[str], Tuple[ImageSet, ImageSet]]] = {
     "CIFAR10": CIFAR10,
     "notMNIST": notMNIST,
     "MNIST": MNIST,
@@ -224,7 +211,7 @@ MEMBERS: dict[str, Callable[[str], tuple[ImageSet, ImageSet]]] = {
 """The (train, test) reader of each member, in task order."""
 
 
-def multidataset_tasks(dataroot: str) -> tuple[dict[str, TaskData], dict[str, TaskData], dict[str, int]]:
+def multidataset_tasks(dataroot: str) -> Tuple[Dict[str, TaskData], Dict[str, TaskData], Dict[str, int]]:
     """Tasks "1" … "5": task i is the whole i-th dataset of :data:`MEMBERS`, labels 0–9 as read.
 
     Each task's transform normalises with its member's :data:`NORMALISATION` and never augments;
@@ -239,5 +226,6 @@ def multidataset_tasks(dataroot: str) -> tuple[dict[str, TaskData], dict[str, Ta
         train_splits[name] = TaskData(name, train_set.images, train_set.labels, transform)
         test_splits[name] = TaskData(name, test_set.images, test_set.labels, transform)
         task_output_space[name] = NUM_CLASSES
-        logger.info("task %s: %s, %d train and %d test images", name, member, len(train_set.labels), len(test_set.labels))
+        log.info("task %s: %s, %d train and %d test images", name, member, len(train_set.labels),
+                 len(test_set.labels))
     return train_splits, test_splits, task_output_space

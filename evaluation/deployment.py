@@ -1,10 +1,13 @@
-"""What ``experiment.export`` leaves behind besides the model files: ``summary.json`` and the table it prints."""
+"""What ``deployment.export`` leaves behind besides the model files: ``summary.json`` and the table it prints."""
 import os
 from typing import List, Mapping, Optional
 
 from utils.files import atomic_json_dump
 
 SUMMARY_FILE = "summary.json"
+LATENCY_BATCHES = (1, 64)
+"""Batch sizes of the latency measurements; a timed run at batch b is ``64 // b`` calls in a row (the same number
+of images at every batch size), divided by their number."""
 
 
 def write_deployment_summary(summary: Mapping, directory: str) -> None:
@@ -18,7 +21,7 @@ def ratio(value: Optional[float], dense: Optional[float]) -> str:
 def latency_cells(row: Mapping, dense: Mapping, engine: str) -> List[str]:
     """``b1 ms`` and ``b64 ms (× dense)`` of one engine, blank where nothing was measured."""
     cells = []
-    for batch in ("1", "64"):
+    for batch in map(str, LATENCY_BATCHES):
         milliseconds = row["latency_ms"].get(engine, {}).get(batch)
         if milliseconds is None:
             cells.append(f"{'-':>15}")

@@ -1,9 +1,11 @@
 """The report's figures, each drawn from plain numbers into a PNG with matplotlib (no display needed)."""
+import io
 import math
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from evaluation.metrics import AccuracyMatrix
+from utils.files import atomic_write_bytes
 
 DPI = 110
 
@@ -18,10 +20,13 @@ def pyplot():
     return plt
 
 
-def save(figure, path: str) -> None:
+def save(figure, path: str, dpi: int = DPI) -> None:
+    """The figure as a PNG at ``path`` (written atomically), then closed."""
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, dpi=dpi, format="png")
     pyplot().close(figure)
+    atomic_write_bytes(buffer.getvalue(), path)
 
 
 def accuracy_heatmap(acc_matrix: AccuracyMatrix, title: str, path: str) -> None:

@@ -11,22 +11,22 @@ results do not hold (the published format has no accuracy matrix and no size per
 import json
 import os
 import re
-import statistics
 import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from evaluation import figures
 from evaluation.metrics import bwt, forgetting
-from evaluation.results import SWEPT_FLAGS
-from utils.errors import ArgumentParser, UserError
+from evaluation.results import PLACE_FLAGS, mean_and_std
+from utils.errors import ArgumentParser, UserError, run_command
+from utils.files import atomic_write_bytes
+from utils.flags import format_values
 
 RUN_FILE = re.compile(r"output_run(\d+)\.json")
 FINAL_FILE = "output_final.json"
 SUMMARY = "summary.md"
-UNCOMPARED_FLAGS = ("exp_name", "resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot",
-                    "checkpoint_interval", "benchmark")
-"""Flags that say where and how verbosely an experiment ran, not what it computed: never listed as differing."""
+UNCOMPARED_FLAGS = ("exp_name", *PLACE_FLAGS)
+"""Flags never listed as differing: where and how verbosely an experiment ran, and its name."""
 
 Stat = Tuple[Optional[float], Optional[float]]
 """Mean and standard deviation over the repeats (None where the results do not hold the number)."""
@@ -41,14 +41,12 @@ class Experiment:
     final: dict
     notes: List[str] = field(default_factory=list)
 
-    @property
-    def flags(self) -> Optional[dict]:
-        """The flags the first run was given, of the swept ones only this experiment's own value; None if
-        unrecorded."""
+    def flags(self, swept: Sequence[str]) -> Optional[dict]:
+        """The flags the first run was given, of the ``swept`` ones only this experiment's own value (its
+        ``setting``); None if unrecorded."""
         if not self.runs or "environment" not in self.runs[0]:
             return None
-        flags = {name: value for name, value in self.runs[0]["environment"]["flags"].items()
-                 if name not in SWEPT_FLAGS}
+        flags = {name: value for name, value in self.runs[0]["environment"]["flags"].items() if name not in swept}
         return {**flags, **self.runs[0]["setting"]}
 
 
@@ -80,10 +78,7 @@ def over_repeats(experiment: Experiment, key: str, std_key: str, of_run: Callabl
     deviation of ``of_run`` over the runs (None if a run lacks it)."""
     if key in experiment.final:
         return experiment.final[key], experiment.final.get(std_key)
-    values = [of_run(run) for run in experiment.runs]
-    if not values or any(value is None for value in values):
-        return None, None
-    return statistics.fmean(values), statistics.pstdev(values)
+    return mean_and_std([of_run(run) for run in experiment.runs])
 
 
 def from_matrix(metric: Callable, key: str) -> Callable[[dict], Optional[float]]:
@@ -96,9 +91,15 @@ def from_matrix(metric: Callable, key: str) -> Callable[[dict], Optional[float]]
     return of_run
 
 
-def method(experiment: Experiment) -> str:
+def swept_flags(experiments: Sequence[Experiment]) -> List[str]:
+    """The flags that some experiment's runs swept (the keys of their records' ``setting``)."""
+    return sorted({name for experiment in experiments for run in experiment.runs[:1]
+                   for name in run.get("setting", {})})
+
+
+def method(experiment: Experiment, swept: Sequence[str]) -> str:
     """The agent, and the protocol when it is not the sequential one."""
-    flags = experiment.flags
+    flags = experiment.flags(swept)
     if flags is None:
         return "SVDNet (no flags recorded)" if experiment.runs and experiment.runs[0].get("channels") else \
             "unknown (no flags recorded)"
@@ -110,18 +111,19 @@ def method(experiment: Experiment) -> str:
 def differing_flags(experiments: Sequence[Experiment]) -> Dict[str, str]:
     """For each experiment, ``--flag value`` of every flag whose value differs between the experiments that recorded
     their flags."""
-    recorded = [experiment.flags for experiment in experiments if experiment.flags is not None]
-    names = sorted({name for flags in recorded for name in flags} - set(UNCOMPARED_FLAGS))
-    differ = [name for name in names if len({json.dumps(flags.get(name)) for flags in recorded}) > 1]
-    return {experiment.name: " ".join(format_flag(name, experiment.flags.get(name)) for name in differ
-                                      if experiment.flags.get(name) not in (None, False))
-            for experiment in experiments if experiment.flags is not None}
+    swept = swept_flags(experiments)
+    recorded = {experiment.name: experiment.flags(swept) for experiment in experiments
+                if experiment.flags(swept) is not None}
+    names = sorted({name for flags in recorded.values() for name in flags} - set(UNCOMPARED_FLAGS))
+    differ = [name for name in names if len({json.dumps(flags.get(name)) for flags in recorded.values()}) > 1]
+    return {name: " ".join(command_line_flag(flag, flags.get(flag)) for flag in differ
+                           if flags.get(flag) not in (None, False))
+            for name, flags in recorded.items()}
 
 
-def format_flag(name: str, value) -> str:
-    if value is True:
-        return f"--{name}"
-    return f"--{name} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+def command_line_flag(name: str, value) -> str:
+    """``--name value`` as typed (``--name`` alone for a switch that is on)."""
+    return f"--{name}" if value is True else f"--{name} {format_values(value)}"
 
 
 def format_stat(stat: Stat, digits: int = 2) -> str:
@@ -185,7 +187,7 @@ def write_report(folders: Sequence[str], out: str) -> str:
         os.makedirs(out, exist_ok=True)
     except OSError as error:
         raise UserError(f"--out {out}: cannot make the folder ({error.strerror})") from None
-    flags = differing_flags(experiments)
+    flags, swept = differing_flags(experiments), swept_flags(experiments)
     rows, points, sections = [], [], []
     for experiment in experiments:
         accuracy = over_repeats(experiment, "avg_acc", "std_acc", lambda run: run["avg_acc"])
@@ -193,7 +195,7 @@ def write_report(folders: Sequence[str], out: str) -> str:
         stats = [accuracy, over_repeats(experiment, "bwt", "std_bwt", from_matrix(bwt, "bwt")),
                  over_repeats(experiment, "forgetting", "std_forgetting", from_matrix(forgetting, "forgetting"))]
         seconds = over_repeats(experiment, "seconds", "std_seconds", lambda run: run.get("seconds"))
-        rows.append([experiment.name, method(experiment), flags.get(experiment.name, "") or "—",
+        rows.append([experiment.name, method(experiment, swept), flags.get(experiment.name, "") or "—",
                      *map(format_stat, stats), format_stat((size[0], None), 3), format_stat((seconds[0], None), 0)])
         if accuracy[0] is not None and size[0] is not None:
             points.append(figures.Point(experiment.name[len(shared_prefix(experiments)):], size[0], accuracy[0],
@@ -212,25 +214,22 @@ def write_report(folders: Sequence[str], out: str) -> str:
         *("| " + " | ".join(cells) + " |" for cells in table), "",
         "![accuracy against model size](accuracy_vs_size.png)", "",
         "## Each experiment", "", "\n\n".join(sections), ""])
-    with open(os.path.join(out, SUMMARY), "w", encoding="utf-8") as stream:
-        stream.write(summary)
+    atomic_write_bytes(summary.encode(), os.path.join(out, SUMMARY))
     return summary
 
 
 def main(argv=None) -> int:
     """Write the report and print its table (exit 0); a user error is one line (exit 2)."""
-    parser = ArgumentParser(prog="python -m evaluation.report", description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="+", help="results/<experiment> folders")
-    parser.add_argument("--out", default="report", help="folder for the figures and summary.md (default: report)")
-    try:
+    def run() -> None:
+        parser = ArgumentParser(prog="python -m evaluation.report", description=__doc__.splitlines()[0])
+        parser.add_argument("results", nargs="+", help="results/<experiment> folders")
+        parser.add_argument("--out", default="report", help="folder for the figures and summary.md (default: report)")
         args = parser.parse_args(argv)
         summary = write_report(args.results, args.out)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print("\n".join(line for line in summary.splitlines() if line.startswith("|")))
-    print(f"report: {os.path.join(args.out, SUMMARY)} and its figures")
-    return 0
+        print("\n".join(line for line in summary.splitlines() if line.startswith("|")))
+        print(f"report: {os.path.join(args.out, SUMMARY)} and its figures")
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

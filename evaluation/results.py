@@ -1,15 +1,20 @@
 """Results of a run and of a whole experiment: the published JSON files and the table the driver prints."""
 import os
 import statistics
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 from evaluation.metrics import AccuracyMatrix, average_accuracy, bwt, final_accuracies, forgetting
 from utils.files import atomic_json_dump
 
 RESULTS_DIR = "results"
 
-SWEPT_FLAGS = ("sparse_wt", "reg_coef")
-"""Flags that take several values, one experiment each (the record's ``setting`` holds the experiment's own)."""
+PLACE_FLAGS = ("resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot", "benchmark",
+               "checkpoint_interval")
+"""Flags that say where and how verbosely a run executes, not what it computes: a resumed run may give them
+differently, and a report never lists them as differing."""
+
+PUBLISHED_METHOD_KEYS = {"all_rank": [], "final_rank": []}
+"""Keys of the published run record that a method fills (``results_keys``; CACL's ranks), empty for the others."""
 
 
 def results_directory(experiment: str) -> str:
@@ -34,19 +39,19 @@ def write_eval_record(name: str, record: dict) -> None:
     atomic_json_dump(record, os.path.join(results_directory(name), "output_eval.json"))
 
 
-def run_record(acc_matrix: AccuracyMatrix, channels: Mapping[int, Sequence[int]], all_rank: Sequence[int],
-               final_rank: Sequence[int], model_size: float, dense_models_size: float) -> dict:
-    """``output_run<r>.json``: each task's final accuracy (``final_accuracies``), their average, the components each
-    task added per SVD layer (``channels``, by task index in training order), each SVD layer's rank by the formula
-    (``all_rank``, as published: divide by it for compression ratios) and at the end (``final_rank``), the model
-    size and that of one dense model per task (MB), and the accuracy matrix."""
+def run_record(acc_matrix: AccuracyMatrix, channels: Mapping[int, Sequence[int]], method_keys: Mapping,
+               model_size: float, dense_models_size: float) -> dict:
+    """``output_run<r>.json``: each task's final accuracy (``final_accuracies``), their average, what each task
+    added to each layer (``channels``, by task index in training order; CACL: components per SVD layer), the
+    method's own keys (``method_keys``, over ``PUBLISHED_METHOD_KEYS``), the model size and that of one dense model
+    per task (MB), and the accuracy matrix."""
     final = final_accuracies(acc_matrix)
     return {
         "acc": final,
         "avg_acc": average_accuracy(final),
         "channels": {str(task): list(used) for task, used in channels.items()},
-        "all_rank": list(all_rank),
-        "final_rank": list(final_rank),
+        **PUBLISHED_METHOD_KEYS,
+        **method_keys,
         "model_size": model_size,
         "dense_models_size": dense_models_size,
         "acc_matrix": acc_matrix,
@@ -89,8 +94,8 @@ def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float]
     """Keys this project adds to ``output_run<r>.json``: ``bwt`` and ``forgetting`` (``evaluation.metrics``; null
     without an earlier task), ``task_seconds`` (wall-clock seconds each task took to learn) and ``seconds`` (their
     sum), the model size (MB) after each task and that of one dense model per task learnt so far, the
-    experiment's own value of the swept flag (``setting``, e.g. ``{"reg_coef": 100.0}``) and the ``environment``
-    the run ran in (versions, device, threads, git commit, every flag)."""
+    experiment's own value of the method's swept flag (``setting``, e.g. ``{"reg_coef": 100.0}``) and the
+    ``environment`` the run ran in (versions, device, threads, git commit, every flag)."""
     return {
         "bwt": bwt(acc_matrix),
         "forgetting": forgetting(acc_matrix),
@@ -103,8 +108,8 @@ def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float]
     }
 
 
-def mean_and_std(values: Sequence[Optional[float]]) -> tuple:
-    """Mean and population standard deviation over the repeats (None, None when a value is missing)."""
+def mean_and_std(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float]]:
+    """Mean and population standard deviation over the repeats (None, None when one is missing or none is given)."""
     if not values or any(value is None for value in values):
         return None, None
     return statistics.fmean(values), statistics.pstdev(values)

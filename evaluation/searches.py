@@ -2,7 +2,10 @@
 import os
 from typing import Mapping, Sequence
 
+from evaluation import figures
 from utils.files import atomic_json_dump
+
+SEARCH_DPI = 120
 
 Point = Mapping[str, float]
 """``{"value": the parameter tried, "components": kept over all SVD layers, "accuracy": % of the first task,
@@ -12,12 +15,7 @@ Point = Mapping[str, float]
 def plot_search(points: Sequence[Point], parameter: str, path: str) -> None:
     """Accuracy against components kept and against multiply-adds (millions), each point labelled with its
     parameter value, side by side in a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, panels = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    figure, panels = figures.pyplot().subplots(1, 2, figsize=(11, 4), sharey=True)
     for axes, key, scale, label in ((panels[0], "components", 1, "components kept (all SVD layers)"),
                                     (panels[1], "macs", 1e6, "multiply-adds of the first task (millions)")):
         axes.plot([p[key] / scale for p in points], [p["accuracy"] for p in points], "o-")
@@ -27,9 +25,7 @@ def plot_search(points: Sequence[Point], parameter: str, path: str) -> None:
         axes.set_xlabel(label)
     panels[0].set_ylabel("accuracy of the first task (%)")
     figure.suptitle(f"accuracy against components and multiply-adds over {parameter}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    figures.save(figure, path, dpi=SEARCH_DPI)
 
 
 def write_search(points: Sequence[Point], name: str, parameter: str, directory: str) -> str:

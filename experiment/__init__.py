@@ -1,3 +1,3 @@
-"""Experiments from the driver's flags: tasks, models and agents built from them, runs under the protocols, the
-sweep over sparsity weights and repeats with its checkpoints, the same sweep as cluster jobs, saved models and their
-evaluation, the searches, and the benchmark."""
+"""Experiments from a checked configuration (``config``: the flags as typed objects): tasks, models and agents built
+from it, runs under the protocols, the sweep over the method's swept flag and the repeats with its checkpoints,
+saved models and their evaluation, and the searches."""

@@ -20,12 +20,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Progress:
-    """How far a run has come: the tasks finished (for ``learn_jointly``, 1 once the joint task is done), the
-    accuracy matrix measured so far and the model size (MB) after each of its rows."""
+    """How far a repeat has come: its tasks in training order, the tasks finished (for ``learn_jointly``, 1 once the
+    joint task is done), the accuracy matrix measured so far, the model size (MB) after each of its rows, and the
+    agents' training states at the last checkpoint (none: the repeat has not started)."""
 
+    task_order: List[str] = field(default_factory=list)
     tasks_done: int = 0
     acc_matrix: AccuracyMatrix = field(default_factory=dict)
     model_sizes: Dict[str, float] = field(default_factory=dict)
+    agents: List[dict] = field(default_factory=list)
 
 
 @dataclass

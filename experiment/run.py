@@ -1,4 +1,4 @@
-"""One run: the whole task sequence, for one sparsity weight and one repeat, under the chosen protocol."""
+"""One run: the whole task sequence, for one experiment of the sweep and one repeat, under the chosen protocol."""
 import logging
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -9,12 +9,9 @@ from agents.model_size import individual_models_size_mb
 from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
 from evaluation.metrics import AccuracyMatrix
 from evaluation.results import metrics_record, run_record
-from experiment.builders import (Setting, build_tasks, evaluation_splits, image_size, make_agent, output_dims,
-                                 task_order)
-from experiment.checkpoints import Position
-from experiment.protocols import (Hooks, Progress, TaskStream, learn_jointly, learn_separately,
-                                  learn_sequentially)
-from models import svd_layers
+from experiment.builders import make_agent, make_tasks
+from experiment.config import Config, Experiment
+from experiment.protocols import Hooks, Progress, learn_jointly, learn_separately, learn_sequentially
 from models.multihead import ALL_TASKS
 from utils.environment import environment_record
 from utils.errors import UserError
@@ -23,18 +20,12 @@ from utils.runtime import restore_rng, seed_everything
 log = logging.getLogger(__name__)
 
 
-def ranks_of(agent: NormalNN) -> List[int]:
-    return [layer.rank for layer in svd_layers(agent.model)]
-
-
-def channels_of(agents: Sequence[NormalNN]) -> Dict[int, List[int]]:
-    """Components each task added to each SVD layer, by task index: CACL's ``chann_used``; with one model per task
-    (``--ind_models``) each model's own task's; none for agents without SVD layers."""
-    if not hasattr(agents[0], "chann_used"):
-        return {}
+def units_added(agents: Sequence[NormalNN]) -> Dict[int, List[int]]:
+    """What each task added to each layer, by task index (``NormalNN.units_added``); with one model per task
+    (``--ind_models``) each model's own task's."""
     if len(agents) == 1:
-        return agents[0].chann_used
-    return {index: agent.chann_used[0] for index, agent in enumerate(agents)}
+        return agents[0].units_added()
+    return {index: agent.units_added()[0] for index, agent in enumerate(agents) if agent.units_added()}
 
 
 def head_parameters(agents: Sequence[NormalNN], tasks: Optional[Sequence[str]] = None) -> int:
@@ -47,8 +38,8 @@ def head_parameters(agents: Sequence[NormalNN], tasks: Optional[Sequence[str]] =
 def results_record(acc_matrix: AccuracyMatrix, agents: Sequence[NormalNN], n_tasks: int) -> dict:
     """The results record of a run's agents: one, or one per task (``--ind_models``, whose sizes add up)."""
     last = agents[-1]
-    return run_record(acc_matrix, channels_of(agents), [layer.formula_rank for layer in svd_layers(last.model)],
-                      ranks_of(last), sum(agent.model_size_mb() for agent in agents),
+    return run_record(acc_matrix, units_added(agents), last.results_keys(),
+                      sum(agent.model_size_mb() for agent in agents),
                       individual_models_size_mb(last.model, n_tasks, head_parameters(agents)))
 
 
@@ -59,38 +50,34 @@ def tasks_learnt(rows: List[str], n_tasks: int) -> List[int]:
 
 
 class Run(Hooks):
-    """Repeat ``repeat`` of the experiment ``setting``, seeded with ``--seed`` + ``repeat``.
+    """Repeat ``repeat`` of ``experiment``, seeded with ``--seed`` + ``repeat``.
 
-    An interrupted run is continued from ``position`` (tasks done, accuracies, agents' training states) and the
-    random generators' state ``rng`` saved with it. ``position`` is kept up to date, and ``save_position(optional)``
+    An interrupted run is continued from ``progress`` (tasks done, accuracies, agents' training states) and the
+    random generators' state ``rng`` saved with it. ``progress`` is kept up to date, and ``save_progress(optional)``
     called, after every task and (optional) every epoch. Loss terms and accuracies go to the text log and to
-    TensorBoard under ``runs/<setting name>/run<repeat>/``.
+    TensorBoard under ``runs/<experiment>/run<repeat>/``.
     """
 
-    def __init__(self, args, setting: Setting, repeat: int, device, data, position: Position,
-                 save_position: Callable[[bool], None], rng: Optional[dict] = None):
-        self.args, self.setting, self.repeat, self.device = args, setting, repeat, device
-        self.position, self.save_position, self.rng = position, save_position, rng
-        seed_everything(args.seed + repeat)
-        train_splits, test_splits, self.task_output_space = build_tasks(args, data)
-        self.stream = TaskStream(task_order(args, list(train_splits)), train_splits,
-                                 evaluation_splits(args, train_splits, test_splits), args.batch_size, device)
-        self.image_size = image_size(train_splits)
-        self.out_dim = output_dims(args, self.task_output_space)
-        self.progress = Progress(position.tasks_done, position.acc_matrix, position.model_sizes)
+    def __init__(self, config: Config, experiment: Experiment, repeat: int, device, data, progress: Progress,
+                 save_progress: Callable[[bool], None], rng: Optional[dict] = None):
+        self.config, self.experiment, self.repeat, self.device = config, experiment, repeat, device
+        self.progress, self.save_progress, self.rng = progress, save_progress, rng
+        seed_everything(config.protocol.seed + repeat)
+        self.tasks = make_tasks(config, data, device)
+        self.stream = self.tasks.stream
         self.agents: List[NormalNN] = []
         self.loggers = Loggers([])
-        if position.agents and position.task_order != self.stream.names:
-            raise UserError(f"--resume: the checkpoint's task order {' '.join(position.task_order)} is not the one "
+        if progress.agents and progress.task_order != self.stream.names:
+            raise UserError(f"--resume: the checkpoint's task order {' '.join(progress.task_order)} is not the one "
                             f"these flags give, {' '.join(self.stream.names)}")
 
     def new_agent(self, task: Optional[str] = None, state: Optional[dict] = None) -> NormalNN:
         """A fresh agent, or one continued from a saved training ``state``; with ``--ind_models``, ``task``'s own
         model, with only its head (as published)."""
-        out_dim = self.out_dim
-        if self.args.ind_models and task in out_dim:
+        out_dim = self.tasks.out_dim
+        if self.config.protocol.ind_models and task in out_dim:
             out_dim = {task: out_dim[task]}
-        agent = make_agent(self.args, self.device, self.image_size, out_dim, self.setting.overrides,
+        agent = make_agent(self.config, self.experiment, self.device, self.tasks.image_size, out_dim,
                            state=state and state["model"], source="the checkpoint")
         if state is not None:
             agent.load_training_state(state)
@@ -98,24 +85,24 @@ class Run(Hooks):
 
     def train(self) -> Tuple[dict, List[NormalNN]]:
         """Train (the rest of) the sequence; returns the run's results record and its agents."""
-        args = self.args
-        directory = os.path.join("runs", self.setting.name, f"run{self.repeat}")
+        protocol = self.config.protocol
+        directory = os.path.join("runs", self.experiment.name, f"run{self.repeat}")
         self.loggers = Loggers([TextLogger(), TensorBoardLogger(directory)])
         try:
             self.agents.extend(self.new_agent(task, state) for task, state in zip(self.stream.names,
-                                                                                  self.position.agents))
+                                                                                  self.progress.agents))
             if self.agents:
                 restore_rng(self.rng)
-            if args.ind_models:
+            if protocol.ind_models:
                 acc_matrix = learn_separately(self.new_agent, self.stream, self.progress, self, self.agents)
             else:
                 if not self.agents:
                     self.agents.append(self.new_agent())
-                if args.offline_training:
+                if protocol.offline_training:
                     acc_matrix = learn_jointly(self.agents[0], self.stream, self.progress, self)
                 else:
                     acc_matrix = learn_sequentially(self.agents[0], self.stream, self.progress, self,
-                                                    only_current=args.single_tasks)
+                                                    only_current=protocol.single_tasks)
         finally:
             self.loggers.close()
         record = results_record(acc_matrix, self.agents, len(self.stream.names))
@@ -130,15 +117,15 @@ class Run(Hooks):
         names = self.stream.names
         dense = {row: individual_models_size_mb(last.model, n, head_parameters(self.agents, names[:n]))
                  for row, n in zip(rows, learnt)}
-        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.setting.overrides,
-                              environment_record(self.device, vars(self.args)))
+        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.experiment.swept,
+                              environment_record(self.device, self.config.flags))
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def before_task(self, name: str) -> None:
         """``--incremental_class``: the shared head's outputs of the classes seen so far, this task's included."""
-        if self.args.incremental_class:
+        if self.config.protocol.incremental_class:
             seen = self.stream.names[:self.stream.names.index(name) + 1]
-            self.agents[0].set_valid_output_dim(sum(self.task_output_space[task] for task in seen))
+            self.agents[0].set_valid_output_dim(sum(self.tasks.classes[task] for task in seen))
 
     def after_epoch(self, report: EpochReport) -> None:
         for step, terms in report.losses:
@@ -150,10 +137,7 @@ class Run(Hooks):
         self.checkpoint()
 
     def checkpoint(self, end_of_epoch: bool = False) -> None:
-        """Bring ``position`` up to date and hand it to ``save_position`` (optional at the end of an epoch)."""
-        position = self.position
-        position.task_order = list(self.stream.names)
-        position.tasks_done, position.acc_matrix = self.progress.tasks_done, self.progress.acc_matrix
-        position.model_sizes = self.progress.model_sizes
-        position.agents = [agent.training_state() for agent in self.agents]
-        self.save_position(end_of_epoch)
+        """Bring ``progress`` up to date and hand it to ``save_progress`` (optional at the end of an epoch)."""
+        self.progress.task_order = list(self.stream.names)
+        self.progress.agents = [agent.training_state() for agent in self.agents]
+        self.save_progress(end_of_epoch)

@@ -1,8 +1,12 @@
 """Model registry: ``--model_type`` names a module of this package and ``--model_name`` a builder in it."""
 import importlib
 
+from typing import Mapping, Optional
+
+import torch
+
 from models.multihead import MultiHeadNet
-from models.svd_conv import SVD_Conv2d, svd_layers
+from models.svd_conv import SVD_Conv2d, state_ranks, svd_layers
 from utils.errors import UserError
 
 MODEL_TYPES = ("customnet", "customnet_SVD", "vgg_16_bn")
@@ -30,4 +34,19 @@ def build_model(model_type: str, model_name: str, image_size: int = 32, **kwargs
     return builders[model_name](size=layout.feature_size(image_size), **kwargs)
 
 
-__all__ = ["DENSE_FORMS", "MODEL_TYPES", "MultiHeadNet", "SVD_Conv2d", "build_model", "model_builders", "svd_layers"]
+def build_model_for(model_type: str, model_name: str, image_size: int,
+                    state: Optional[Mapping[str, torch.Tensor]] = None, source: str = "") -> MultiHeadNet:
+    """``build_model``, with each SVD layer of the rank it has in ``state`` (a state dict read from ``source``) when
+    given; a ``state`` of another number of SVD layers is a one-line error naming the flags."""
+    model = build_model(model_type, model_name, image_size=image_size)
+    if state is None:
+        return model
+    ranks, layers = state_ranks(state), len(svd_layers(model))
+    if len(ranks) != layers:
+        raise UserError(f"{source} holds {len(ranks)} SVD layers, --model_type {model_type} --model_name "
+                        f"{model_name} has {layers}: it is another architecture; give the flags it was trained with")
+    return build_model(model_type, model_name, image_size=image_size, rank=ranks) if ranks else model
+
+
+__all__ = ["DENSE_FORMS", "MODEL_TYPES", "MultiHeadNet", "SVD_Conv2d", "build_model", "build_model_for",
+           "model_builders", "svd_layers"]

@@ -8,17 +8,17 @@ multiply-adds, with a margin for the second convolution's memory traffic) either
   padding), then a 1×1 one from ``N_k · diag(√|Σ_k|)`` (the layer's bias, if any).
 
 A BatchNorm right after a convolution is folded into it; dropout, the identity at inference, is left out. Evaluation
-(``NormalNN.evaluate``) and export (``experiment.export``) run these networks.
+(``NormalNN.evaluate``) and export (``deployment.export``) run these networks.
 """
 import copy
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn.utils import skip_init
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.svd_conv import SVD_Conv2d
+from models.svd_conv import SVD_Conv2d, with_prefix_lengths
 
 
 TWO_CONVOLUTIONS_AT_MOST = 0.75
@@ -93,22 +93,23 @@ def task_network(layers: Iterable[nn.Module], ranks: Optional[Sequence[int]], he
     through its first ``ranks[i]`` components (``None``: all of them; components whose Σ is zero add nothing) as
     ``plain_convolution``, BatchNorms folded, dropout left out, then a flatten and a copy of ``head``; in eval mode,
     without gradients. The model's BatchNorm statistics at the time of the call are the ones folded in."""
-    remaining = iter(ranks) if ranks is not None else None
     plain = []
-    for layer in layers:
+    for layer, k in with_prefix_lengths(layers, ranks):
         if isinstance(layer, SVD_Conv2d):
-            k = next(remaining) if remaining is not None else layer.rank
-            plain.append(plain_convolution(layer, k))
+            plain.append(plain_convolution(layer, layer.rank if k is None else k))
         elif isinstance(layer, nn.BatchNorm2d) and plain and last_convolution(plain[-1]) is not None:
             plain[-1] = fold_batchnorm(plain[-1], layer)
-        elif isinstance(layer, nn.modules.dropout._DropoutNd):
-            continue
-        else:
+        elif not isinstance(layer, nn.modules.dropout._DropoutNd):
             plain.append(copy.deepcopy(layer))
-    if remaining is not None and next(remaining, None) is not None:
-        raise ValueError(f"{len(ranks)} prefix lengths for fewer SVD layers")
     network = nn.Sequential(*plain, nn.Flatten(), copy.deepcopy(head)).eval()
     return network.requires_grad_(False)
+
+
+def two_convolution_layers(layers: Iterable[nn.Module], ranks: Optional[Sequence[int]]) -> List[bool]:
+    """For each ``SVD_Conv2d`` of ``layers`` through its prefix of ``ranks`` (None: all of its components): whether
+    ``task_network`` makes it two convolutions (``uses_two_convolutions``)."""
+    return [uses_two_convolutions(layer.fan_in, layer.output_channel, layer.rank if k is None else k)
+            for layer, k in with_prefix_lengths(layers, ranks) if isinstance(layer, SVD_Conv2d)]
 
 
 def count_multiply_adds(network: nn.Module, input_shape: Sequence[int]) -> int:

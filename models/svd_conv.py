@@ -1,6 +1,6 @@
 """A convolution stored as a singular value decomposition, ``W = N · diag(|Σ|) · C``."""
 import math
-from typing import Optional, Tuple
+from typing import Iterable, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -141,3 +141,25 @@ class SVD_Conv2d(nn.Module):
 def svd_layers(model: nn.Module) -> list:
     """The model's ``SVD_Conv2d`` layers in registration (= forward) order."""
     return [m for m in model.modules() if isinstance(m, SVD_Conv2d)]
+
+
+def with_prefix_lengths(layers: Iterable[nn.Module],
+                        ranks: Optional[Sequence[int]]) -> Iterator[Tuple[nn.Module, Optional[int]]]:
+    """Each of ``layers`` in order with the prefix length it uses: the next of ``ranks`` for an ``SVD_Conv2d``
+    (None when ``ranks`` is None: every component), None for any other layer. ``ranks`` not of one length per SVD
+    layer is a ``ValueError``."""
+    remaining = iter(ranks) if ranks is not None else None
+    for layer in layers:
+        k = None
+        if isinstance(layer, SVD_Conv2d) and remaining is not None:
+            k = next(remaining, None)
+            if k is None:
+                raise ValueError(f"{len(ranks)} prefix lengths for more SVD layers")
+        yield layer, k
+    if remaining is not None and next(remaining, None) is not None:
+        raise ValueError(f"{len(ranks)} prefix lengths for fewer SVD layers")
+
+
+def state_ranks(state: Mapping[str, torch.Tensor]) -> list:
+    """Rank of every SVD layer of a state dict (the length of each ``*.Sigma``), in order."""
+    return [tensor.shape[0] for key, tensor in state.items() if key.endswith(".Sigma")]

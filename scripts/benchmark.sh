@@ -5,4 +5,4 @@
 # --output PATH.
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m experiment.benchmark "$@"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m benchmarks.benchmark "$@"

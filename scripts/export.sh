@@ -6,4 +6,4 @@
 #        [--tasks NAME ...] [--threads N] [--repeats N]
 set -euo pipefail
 source "$(dirname "$0")/setup_env.sh"
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m experiment.export "$@"
+PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m deployment.export "$@"

@@ -4,7 +4,7 @@ Each must stay close to the plain float32 path (zero forgetting under each: ``te
 import pytest
 import torch
 
-from conftest import batches, dense_agent, svd_agent
+from helpers import batches, dense_agent, svd_agent
 
 
 def make_agent(model_name="Net_SVD", **overrides):
@@ -43,9 +43,9 @@ def loss_and_gradients(agent, task="2"):
 def test_same_loss_and_gradients_up_to_rounding(model_name, options, eager_compile):
     """After a first task (so that later components are frozen), one step's loss and gradients as in the plain path.
 
-    (Whole trainings are not compared: Adam turns rounding-level differences of near-zero gradients into steps of
-    the learning rate's size; and a max-pooling window with two nearly equal inputs may route a gradient to the
-    other one, hence the gradients' tolerance relative to their largest entry.)
+    Rounding: float32 sums taken in another order differ by about 1e-6 of each gradient's largest entry (4e-6 at
+    most, measured on these batches), so the tolerance is 1e-4 of it. (Whole trainings are not compared: Adam turns
+    rounding-level differences of near-zero gradients into steps of the learning rate's size.)
     """
     plain, faster = make_agent(model_name), make_agent(model_name, **options)
     train(plain, "1")
@@ -55,7 +55,7 @@ def test_same_loss_and_gradients_up_to_rounding(model_name, options, eager_compi
     assert terms == pytest.approx(expected_terms, rel=1e-5)
     assert sorted(gradients) == sorted(expected_gradients)
     for name, gradient in expected_gradients.items():
-        torch.testing.assert_close(gradients[name], gradient, rtol=0, atol=1e-2 * float(gradient.abs().max()),
+        torch.testing.assert_close(gradients[name], gradient, rtol=0, atol=1e-4 * float(gradient.abs().max()),
                                    msg=name)
 
 

@@ -19,12 +19,13 @@ import pytest
 import torch
 
 import dataloaders.datasets
-import experiment.sweep
+import cluster.sweep
 import iBatchLearn
-from conftest import QUICK as ONE_EPOCH
-from conftest import REPO_ROOT
-from experiment.sweep_jobs import Sweep
-from synthetic_data import (write_cifar10, write_cifar100, write_miniimagenet, write_mnist_idx,
+from helpers import QUICK as ONE_EPOCH
+from helpers import REPO_ROOT
+from cluster.jobs import Sweep
+from experiment.config import read_config
+from dataloaders.synthetic import (write_cifar10, write_cifar100, write_miniimagenet, write_mnist_idx,
                             write_multidataset)
 from utils.runtime import pick_device
 
@@ -150,7 +151,9 @@ CASES = [
          expect=["unknown --agent_type", "EWC", "valid: ", "default", "SVDNet"]),
     case("unknown-agent_name", "--agent_name", "NormalNN", expect=["--agent_name", "NormalNN", "valid: ", "SVDNet"]),
     case("unknown-agent_name-of-regularization", "--agent_type", "regularization", "--agent_name", "EWCX",
-         expect=["unknown --agent_name 'EWCX' for --agent_type regularization", "valid: L2, EWC, EWC_online, SI, MAS"]),
+         expect=["unknown --agent_name 'EWCX' for --agent_type regularization", "valid: L2, EWC, EWC_online, MAS, SI"]),
+    case("SVDNet-on-a-dense-model", "--model_type", "customnet", "--model_name", "Net",
+         expect=["the SVDNet agent needs a model with SVD layers"]),
     # the baselines' own flags
     case("reg_coef-negative", "--reg_coef", "1", "-0.5", expect=["--reg_coef must be 0 or more", "got 1.0 -0.5"]),
     case("memory_size-zero", "--memory_size", "0", expect=["--memory_size must be positive, got 0"]),
@@ -186,6 +189,9 @@ CASES = [
     case("exp_name-escapes", "--exp_name", "../../escape", expect=["--exp_name must be one folder name",
                                                                     "'../../escape'"]),
     case("exp_name-dot-dot", "--exp_name", "..", expect=["--exp_name must be one folder name"]),
+    # --incremental_class with the dataset's labels and the tasks shuffled: the counted outputs are not the classes
+    case("incremental_class-shuffled", "--incremental_class", "--force_out_dim", "10", "--no_class_remap",
+         expect=["--incremental_class counts the first outputs", "--no_rand_split_order"]),
     # one device
     case("gpuid-several", "--gpuid", "0", "1", expect=["--gpuid takes one device id", "0 1"]),
     # a CUDA device that does not exist
@@ -214,7 +220,7 @@ CASES = [
     case("loadmodel-into-vgg16_bn_SVD", "--loadmodel", EXPERIMENT, "--model_type", "vgg_16_bn", "--model_name",
          "vgg16_bn_cifar100_SVD", expect=[f"saves/{EXPERIMENT}/final_model.pth"]),
     case("loadmodel-into-dense-Net", "--loadmodel", EXPERIMENT, "--model_type", "customnet", "--model_name", "Net",
-         expect=[f"saves/{EXPERIMENT}/final_model.pth"]),
+         expect=["the SVDNet agent needs a model with SVD layers"]),
 ]
 
 SUBPROCESS_CASES = ("truncated-CIFAR10-data_batch_3", "gpuid-without-cuda", "loadmodel-truncated-final_model")
@@ -386,12 +392,12 @@ def test_default_gpuid_falls_back_to_the_cpu_without_cuda(monkeypatch):
     assert pick_device([-1]) == torch.device("cpu")
 
 
-# ---------------------------------------------------------------- the sweep command (python -m experiment.sweep)
+# ---------------------------------------------------------------- the sweep command (python -m cluster.sweep)
 
 
 def another_sweep(sweep_dir: Path, driver_argv: list) -> None:
     """``sweep_dir`` holds the record of a sweep of other flags (--sparse_wt 0.4)."""
-    Sweep.plan(str(sweep_dir), iBatchLearn.get_args([*driver_argv, "--sparse_wt", "0.4"])).save()
+    Sweep.plan(str(sweep_dir), read_config([*driver_argv, "--sparse_wt", "0.4"])).save()
 
 
 def some_notes(sweep_dir: Path, driver_argv: list) -> None:
@@ -441,14 +447,14 @@ def test_bad_sweep_input_is_a_one_line_error_that_writes_nothing(argv, expected,
         prepare_sweep_dir(workdir / "sw", driver_argv)
     with_driver_flags = [] if argv[0] in ("--status", "--collect") else driver_argv + ["--overwrite"] * overwrite
     before = every_file(workdir)
-    status = experiment.sweep.main([*with_driver_flags, *argv])
+    status = cluster.sweep.main([*with_driver_flags, *argv])
     assert_one_line_error(status, capsys.readouterr().err, expected)
     assert every_file(workdir) == before
 
 
 def test_a_sweep_that_would_replace_a_finished_experiment_stops(workdir, dataroots, capsys):
     before = every_file(workdir)
-    status = experiment.sweep.main([*QUICK, *DATASET_FLAGS["CIFAR10"], "--dataroot", str(dataroots("CIFAR10")),
+    status = cluster.sweep.main([*QUICK, *DATASET_FLAGS["CIFAR10"], "--dataroot", str(dataroots("CIFAR10")),
                                     "--exp_name", "done", "--cluster", "local", "--sweep_dir", "sw"])
     assert_one_line_error(status, capsys.readouterr().err, [f"results/{EXPERIMENT}/output_final.json holds a "
                                                            "finished experiment", "--overwrite"])

@@ -15,8 +15,8 @@ from PIL import Image
 
 import dataloaders.datasets
 from dataloaders import CIFAR10, MNIST, SVHN, FashionMNIST, TaskLoader, load_dataset, miniImageNet, multidataset_tasks, notMNIST
-from conftest import error_after_corrupting, one_line
-from synthetic_data import NOTMNIST_LETTERS, write_miniimagenet, write_notmnist_zip, write_svhn_mat
+from helpers import error_after_corrupting, one_line
+from dataloaders.synthetic import NOTMNIST_LETTERS, write_miniimagenet, write_notmnist_zip, write_svhn_mat
 from utils.errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from agents.compression import grown_free_rank, prune_by_energy
+from agents.compression import GROW_TO_MEAN_DATASETS, grown_free_rank, prune_by_energy
 from agents.model_size import cacl_model_size_mb
-from conftest import REFERENCE
+from experiment.config import Experiment, read_config
+from helpers import REFERENCE
 NET_SVD_LAYERS = [(27, 64), (576, 64), (576, 128), (1152, 128), (512, 256)]
 INITIAL_RANKS = [18, 57, 104, 115, 170]
 
@@ -55,11 +56,20 @@ def test_kept_energy_landing_exactly_on_the_target_stops_the_count():
 
 
 def test_growth_follows_the_mean_of_earlier_identifiers_capped_at_initial_rank():
-    assert grown_free_rank(3, [], 18, dataset="CIFAR100") == 3
-    assert grown_free_rank(3, [10, 15], 18, dataset="CIFAR100") == 12
-    assert grown_free_rank(3, [20, 30], 18, dataset="CIFAR100") == 18
-    assert grown_free_rank(15, [10, 15], 18, dataset="CIFAR100") == 15
-    assert grown_free_rank(3, [10, 15], 18, dataset="CIFAR10") == 18
+    assert grown_free_rank(3, [], 18, grow_to_mean=True) == 3
+    assert grown_free_rank(3, [10, 15], 18, grow_to_mean=True) == 12
+    assert grown_free_rank(3, [20, 30], 18, grow_to_mean=True) == 18
+    assert grown_free_rank(15, [10, 15], 18, grow_to_mean=True) == 15
+    assert grown_free_rank(3, [10, 15], 18, grow_to_mean=False) == 18
+
+
+def test_growth_to_the_mean_on_the_published_datasets_only():
+    """The published rule compares the dataset's name: CIFAR-100 and miniImageNet grow to the mean."""
+    def settings(dataset):
+        return read_config(["--dataset", dataset]).settings(Experiment("x"), torch.device("cpu"))
+
+    assert settings("CIFAR100").grow_to_mean and settings("miniImageNet").grow_to_mean
+    assert not settings("CIFAR10").grow_to_mean and not settings("multidataset").grow_to_mean
 
 
 def load_reference(name, piece):
@@ -92,5 +102,6 @@ def test_growth_rule_reproduces_published_final_ranks(name, dataset):
         for layer in range(len(ranks)):
             prefix = identifiers[task][layer]
             earlier = [identifiers[t][layer] for t in range(task)]
-            ranks[layer] = prefix + grown_free_rank(ranks[layer] - prefix, earlier, INITIAL_RANKS[layer], dataset)
+            ranks[layer] = prefix + grown_free_rank(ranks[layer] - prefix, earlier, INITIAL_RANKS[layer],
+                                                    dataset in GROW_TO_MEAN_DATASETS)
     assert ranks == load_reference(name, "rank")

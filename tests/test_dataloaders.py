@@ -27,8 +27,8 @@ from dataloaders import (
     first_samples,
     load_dataset,
 )
-from conftest import error_after_corrupting, one_line
-from synthetic_data import write_cifar10, write_cifar100, write_idx, write_mnist_idx
+from helpers import error_after_corrupting, needs_fashion_mnist, one_line
+from dataloaders.synthetic import write_cifar10, write_cifar100, write_idx, write_mnist_idx
 from utils.errors import UserError
 
 CIFAR_MEAN, CIFAR_STD = [0.491, 0.482, 0.447], [0.247, 0.243, 0.262]
@@ -182,6 +182,7 @@ def test_fashion_mnist_prefers_dataroot_over_debian_location(tmp_path):
     assert len(train.labels) == 30 and len(test.labels) == 20
 
 
+@needs_fashion_mnist
 def test_fashion_mnist_found_in_debian_location(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="dataloaders.datasets"):
         train, test = FashionMNIST(str(tmp_path))

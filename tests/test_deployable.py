@@ -6,7 +6,7 @@ from torch import nn
 
 from agents.SVDNet import SVDNet, SVDNetSettings
 from agents.batchnorm import batchnorm_layers, use_batchnorm_statistics
-from conftest import batches, svd_agent
+from helpers import batches, svd_agent
 from models import build_model
 from models.deployable import count_multiply_adds, task_network
 from models.svd_conv import SVD_Conv2d
@@ -88,8 +88,8 @@ def test_vgg_task_network_folds_each_task_batchnorm_statistics():
     agent = SVDNet(model, SVDNetSettings(save_running_stats=True))
     first = [layer.rank // 3 for layer in agent.layers]
     second = [layer.rank // 2 for layer in agent.layers]
-    agent.load_continual_state({0: first, 1: second}, {"1": 0, "2": 1},
-                               {0: first, 1: [b - a for a, b in zip(first, second)]})
+    agent.load_continual_state({"task_identifiers": {0: first, 1: second}, "task_name_count": {"1": 0, "2": 1},
+                                "chann_used": {0: first, 1: [b - a for a, b in zip(first, second)]}})
     agent.load_running_stats({"1": random_statistics(model, 1), "2": random_statistics(model, 2)}, "test")
     x = torch.randn(4, 3, 32, 32)
     shapes = [(layer.fan_in, layer.output_channel) for layer in agent.layers]
@@ -97,7 +97,7 @@ def test_vgg_task_network_folds_each_task_batchnorm_statistics():
         network = agent.task_network(task)
         assert_plain(network)
         assert not any(isinstance(module, nn.BatchNorm2d) for module in network.modules())
-        ranks = agent.eval_ranks(task)
+        ranks = agent.task_ranks(task)
         assert count_multiply_adds(network, (3, 32, 32)) == (formula_multiply_adds(shapes, ranks, VGG_POSITIONS)
                                                              + 512 * 32 + 32 * 3)
         use_batchnorm_statistics(agent.model, agent.running_stats[task])
@@ -121,7 +121,7 @@ def test_task_networks_give_the_factorized_logits_for_every_task_and_evaluation_
         assert_plain(network)
         for inputs, targets, _ in batches(task, seed=7):
             with torch.no_grad():
-                factorized = agent.model(inputs, task, agent.eval_ranks(task))
+                factorized = agent.model(inputs, task, agent.task_ranks(task))
                 relative_close(network(inputs), factorized)
             correct += int((factorized.argmax(1) == targets).sum())
     random_state = torch.get_rng_state()

@@ -1,4 +1,4 @@
-"""``python -m experiment.export``: one ONNX and one TorchScript file per task that give the factorized model's
+"""``python -m deployment.export``: one ONNX and one TorchScript file per task that give the factorized model's
 logits (in ONNX Runtime and in PyTorch), ``summary.json`` with the multiply-adds of the formula, and one-line errors
 that write nothing."""
 import json
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import iBatchLearn
-from conftest import QUICK, REFERENCE
+from helpers import QUICK, REFERENCE
 from dataloaders import load_dataset
-from experiment import export
+from deployment import export
 from models import build_model
 from models.deployable import uses_two_convolutions
 

@@ -7,8 +7,9 @@ import sys
 import pytest
 import torch
 
-from conftest import QUICK as ONE_EPOCH
-from conftest import REFERENCE, REPO_ROOT, run_driver
+from helpers import QUICK as ONE_EPOCH
+from agents.SVDNet import SVDNet
+from helpers import REFERENCE, REPO_ROOT, run_driver
 
 QUICK = [*ONE_EPOCH, "--batch_size", "16"]
 
@@ -108,7 +109,7 @@ def test_missing_dataset_is_an_error_without_traceback(tmp_path):
 
 
 def test_five_dataset_sequence_end_to_end(workdir, tmp_path_factory, capsys):
-    from synthetic_data import write_multidataset
+    from dataloaders.synthetic import write_multidataset
 
     root = str(tmp_path_factory.mktemp("five"))
     write_multidataset(root)
@@ -121,7 +122,7 @@ def test_five_dataset_sequence_end_to_end(workdir, tmp_path_factory, capsys):
 
 
 def test_miniimagenet_end_to_end_uses_84_pixel_inputs(workdir, tmp_path_factory, capsys):
-    from synthetic_data import write_miniimagenet
+    from dataloaders.synthetic import write_miniimagenet
 
     root = str(tmp_path_factory.mktemp("mini"))
     write_miniimagenet(root, n_per_class_train=1, n_per_class_test=1)
@@ -154,8 +155,21 @@ def test_benchmark_makes_cudnn_deterministic_as_published(workdir, cifar100_root
     assert torch.backends.cudnn.deterministic is deterministic and torch.backends.cudnn.benchmark is not deterministic
 
 
-def test_nan_loss_stops_with_the_task_epoch_iteration_and_term(workdir, cifar100_root, capsys):
+def test_nan_loss_stops_with_the_task_epoch_iteration_and_term(workdir, cifar100_root, capsys, monkeypatch):
+    regularization = SVDNet.regularization
+
+    def orthogonality_becomes_nan(agent):
+        terms = regularization(agent)
+        return {**terms, "orthogonality": terms["orthogonality"] * float("nan")}
+
+    monkeypatch.setattr(SVDNet, "regularization", orthogonality_becomes_nan)
     status, _, err = run_driver(capsys, *QUICK, "--dataset", "CIFAR100", "--dataroot", cifar100_root, "--repeat", "1",
-                                "--first_split_size", "50", "--other_split_size", "50", "--perp_wt", "nan")
-    assert status == 2
-    assert "epoch 1, iteration 1" in err and "orthogonality" in err
+                                "--first_split_size", "50", "--other_split_size", "50")
+    assert status == 2 and err.count("\n") == 1
+    assert "epoch 1, iteration 1" in err and "orthogonality" in err and "sparsity" not in err
+
+
+def test_a_nan_loss_weight_is_refused_before_anything_runs(workdir, cifar100_root, capsys):
+    status, _, err = run_driver(capsys, *QUICK, "--dataset", "CIFAR100", "--dataroot", cifar100_root, "--perp_wt",
+                                "nan")
+    assert status == 2 and "--perp_wt must be 0 or more" in err and not os.listdir(workdir)

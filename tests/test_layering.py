@@ -1,15 +1,21 @@
-"""The project's rooms import only downwards: driver → experiment → agents, dataloaders → evaluation → models → utils.
+"""The project's rooms import only downwards: driver → the other command lines' rooms (cluster, deployment,
+benchmarks) → experiment → agents, dataloaders → evaluation → models → utils.
 
-Every import statement of every module (inside functions too) is read with ``ast``."""
+Every import statement of every module (inside functions too) is read with ``ast``; no module is exempt."""
 import ast
 from typing import Dict, List, Set
 
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
+
+BELOW_THE_COMMANDS = {"experiment", "agents", "dataloaders", "evaluation", "models", "utils"}
 
 MAY_IMPORT: Dict[str, Set[str]] = {
-    "iBatchLearn": {"experiment", "agents", "dataloaders", "evaluation", "models", "utils"},
+    "iBatchLearn": BELOW_THE_COMMANDS,
+    "cluster": BELOW_THE_COMMANDS,
+    "deployment": BELOW_THE_COMMANDS,
+    "benchmarks": BELOW_THE_COMMANDS,
     "experiment": {"agents", "dataloaders", "evaluation", "models", "utils"},
     "agents": {"evaluation", "models", "utils"},
     "dataloaders": {"evaluation", "utils"},
@@ -38,18 +44,12 @@ def arrows_against_the_order(room: str, source: str) -> List[str]:
                   if name != room and name not in MAY_IMPORT[room])
 
 
-COMMAND_LINES = (REPO_ROOT / "iBatchLearn.py", REPO_ROOT / "experiment" / "sweep.py")
-"""The driver and the sweep command (``python -m experiment.sweep`` takes the driver's flags): the top room."""
-
-
 def modules():
-    for path in COMMAND_LINES:
-        yield "iBatchLearn", path
+    yield "iBatchLearn", REPO_ROOT / "iBatchLearn.py"
     for room in MAY_IMPORT:
         if room != "iBatchLearn":
             for path in sorted((REPO_ROOT / room).glob("*.py")):
-                if path not in COMMAND_LINES:
-                    yield room, path
+                yield room, path
 
 
 @pytest.mark.parametrize("room, path", list(modules()), ids=lambda value: getattr(value, "name", value))

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import QUICK, run_driver
+from helpers import QUICK, run_driver
 from evaluation.metrics import bwt, forgetting
 from evaluation.results import final_record
 

@@ -1,16 +1,21 @@
 """The published driver's other modes, each end to end on tiny CIFAR-10 / MNIST files."""
 import json
+import random
 
 import numpy as np
 import pytest
 import torch
 
 import iBatchLearn
+from agents import NormalNN
 from agents.model_size import cacl_model_size_mb
 from dataloaders import CIFAR10
+from experiment.builders import load_data, make_tasks
+from experiment.config import read_config
 from experiment.protocols import TaskStream
+from helpers import QUICK as ONE_EPOCH
 from models import build_model
-from conftest import QUICK as ONE_EPOCH
+from utils.runtime import seed_everything
 
 NET_SVD_LAYERS = [(27, 64), (576, 64), (576, 128), (1152, 128), (512, 256)]
 QUICK = [*ONE_EPOCH, "--batch_size", "20", "--repeat", "1", "--first_split_size", "5", "--other_split_size", "5",
@@ -58,12 +63,27 @@ def test_single_tasks_reports_every_task_evaluated_right_after_it_was_trained(wo
     assert record["avg_acc"] == pytest.approx(sum(record["acc"].values()) / 2)
 
 
-def test_incremental_class_grows_one_shared_head(workdir, cifar10_root, capsys):
+def test_incremental_class_grows_the_valid_outputs_of_one_shared_head(workdir, cifar10_root, capsys, monkeypatch):
+    """One head of 10 outputs; while task k trains and is evaluated only the outputs of the classes of tasks 1..k
+    count: every prediction falls among them."""
+    valid, predictions = [], []
+    valid_logits = NormalNN.valid_logits
+
+    def recording(agent, logits, task):
+        counted = valid_logits(agent, logits, task)
+        valid.append(counted.shape[1])
+        predictions.append((counted.shape[1], int(counted.argmax(1).max())))
+        return counted
+
+    monkeypatch.setattr(NormalNN, "valid_logits", recording)
     record, _ = run(workdir, capsys, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--incremental_class",
                     "--force_out_dim", "10", "--no_class_remap", "--no_rand_split_order")
     state = torch.load(workdir / "saves" / "mode_sparse_wt0.01" / "final_model.pth")
     assert state["last.All.0.weight"].shape[0] == 10 and "last.1.0.weight" not in state
     assert len(record["acc"]) == 2
+    assert sorted(set(valid)) == [5, 10] and valid.index(10) > valid.index(5) and valid[-1] == 10
+    assert valid[:valid.index(10)] == [5] * valid.index(10)  # task 1, trained and evaluated, before task 2
+    assert all(highest < width for width, highest in predictions)
 
 
 def training_accuracies(workdir, dataroot):
@@ -109,6 +129,29 @@ def test_eval_on_train_set_reports_training_accuracy(workdir, cifar10_root, caps
 def test_permuted_mnist_tasks(workdir, mnist_root, capsys):
     record, _ = run(workdir, capsys, "--dataset", "MNIST", "--dataroot", mnist_root, "--n_permutation", "3")
     assert sorted(record["acc"]) == ["1", "2", "3"]
+
+
+def test_each_permuted_task_is_the_images_under_its_own_published_permutation(mnist_root):
+    """As published: seeded, one ``random.shuffle`` of the 3·32·32 input values per task, task 1's discarded."""
+    config = read_config([*QUICK, "--dataset", "MNIST", "--dataroot", mnist_root, "--n_permutation", "3"])
+    seed_everything(config.protocol.seed)
+    tasks = make_tasks(config, load_data(config.data), torch.device("cpu"))
+    random.seed(config.protocol.seed)
+    drawn = []
+    for _ in range(3):
+        order = list(range(3 * 32 * 32))
+        random.shuffle(order)
+        drawn.append(torch.tensor(order))
+    plain = network_inputs(tasks.stream.train["1"]).flatten(1)
+    for task, permutation in (("2", drawn[1]), ("3", drawn[2])):
+        data = tasks.stream.train[task]
+        assert torch.equal(network_inputs(data).flatten(1), plain[:, permutation])
+        assert torch.equal(data.targets, tasks.stream.train["1"].targets)
+    assert not torch.equal(drawn[1], drawn[2])
+
+
+def network_inputs(data):
+    return data.transform(data.images)
 
 
 def test_vgg16_bn_svd_with_per_task_running_stats(workdir, cifar10_root, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import iBatchLearn
-from conftest import QUICK, REPO_ROOT
+from helpers import QUICK, REPO_ROOT
 from evaluation.figures import label_groups, spread
 from evaluation.report import main as report_main
 

@@ -3,8 +3,6 @@ import dataclasses
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,11 +12,12 @@ import torch
 import experiment.run
 import experiment.training
 import iBatchLearn
-from agents import AGENT_TYPES, agent_class
+from agents import agent_class, agent_types
 from agents.SVDNet import SVDNet, SVDNetSettings
-from conftest import REPO_ROOT, assert_same_outputs, outputs, run_driver, svd_agent
+from helpers import assert_same_outputs, kill_after, outputs, run_driver, start, svd_agent
 from dataloaders import BatchTransform, TaskData, TaskLoader
 from experiment.checkpoints import Position, RunCheckpoints
+from experiment.config import read_config
 from models import build_model
 from utils.runtime import restore_rng, rng_state
 
@@ -34,28 +33,14 @@ def run_flags(dataroot):
             "--exp_name", "sweep", "--checkpoint_interval", "0"]
 
 
-def start(workdir: Path, flags, *extra) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO_ROOT / "iBatchLearn.py"), *flags, *extra], cwd=workdir,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def kill_after_checkpoint(workdir: Path, flags, number: int, *extra) -> None:
-    """Run until checkpoint ``number`` has been written, then SIGKILL the process (it is already past it)."""
-    process = start(workdir, flags, *extra)
-    path = workdir / CHECKPOINTS / f"checkpoint-{number:06d}.pth"
-    deadline = time.monotonic() + 300
-    while not path.exists():
-        assert process.poll() is None, process.communicate()[1]
-        assert time.monotonic() < deadline, "no checkpoint written in time"
-        time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after(workdir, CHECKPOINTS, flags, number, *extra)
 
 
 def position_in(workdir: Path, number: int) -> Position:
     """The position checkpoint ``number`` holds (the process may have gone a little further before it died)."""
-    path = RunCheckpoints(str(workdir / CHECKPOINTS)).path(number)
-    return Position(**torch.load(path, weights_only=True)["position"])
+    path = RunCheckpoints(str(workdir / CHECKPOINTS), {}).path(number)
+    return Position.from_dict(torch.load(path, weights_only=True)["position"])
 
 
 def test_killed_run_resumes_to_exactly_the_uninterrupted_results(tmp_path, cifar10_root):
@@ -69,16 +54,16 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_results(tmp_path, cifar
     # checkpoints 1-7 are repeat 0 of sparse_wt 0.01: task 1 epochs 1-2, task 1, task 2 epochs 1-2, task 2, repeat
     kill_after_checkpoint(interrupted, flags, 1)  # in task 1's second epoch
     position = position_in(interrupted, 1)
-    assert position.agents[0]["in_task"]["epochs_done"] == 1 and position.tasks_done == 0
+    assert position.progress.agents[0]["in_task"]["epochs_done"] == 1 and position.progress.tasks_done == 0
     kill_after_checkpoint(interrupted, flags, 3, "--resume")  # between tasks
     position = position_in(interrupted, 3)
-    assert position.tasks_done == 1 and position.agents[0]["in_task"] is None
+    assert position.progress.tasks_done == 1 and position.progress.agents[0]["in_task"] is None
     kill_after_checkpoint(interrupted, flags, 7, "--resume")  # between repeats
     position = position_in(interrupted, 7)
-    assert (position.repeat, position.agents) == (1, [])
+    assert (position.repeat, position.progress.agents) == (1, [])
     kill_after_checkpoint(interrupted, flags, 15, "--resume")  # between the two --sparse_wt experiments
     position = position_in(interrupted, 15)
-    assert (position.experiment, position.repeat, list(position.finished)) == (1, 0, ["sweep_sparse_wt0.01"])
+    assert (position.experiment_index, position.repeat, list(position.finished)) == (1, 0, ["sweep_sparse_wt0.01"])
     assert len(list((interrupted / CHECKPOINTS).glob("checkpoint-*.pth"))) == 3  # only the latest few are kept
 
     resumed = start(interrupted, flags, "--resume")
@@ -102,7 +87,7 @@ def test_sigterm_stops_cleanly_and_leaves_a_resumable_run(tmp_path, cifar10_root
     assert process.returncode == 130
     assert "Traceback" not in err and "--resume" in err.splitlines()[-1]
     assert not (tmp_path / "saves" / "sweep" / "run.lock").exists()
-    assert RunCheckpoints(str(tmp_path / CHECKPOINTS)).latest() is not None
+    assert RunCheckpoints(str(tmp_path / CHECKPOINTS), {}).latest() is not None
     assert not list((tmp_path / CHECKPOINTS).glob(".tmp-*"))
 
 
@@ -135,7 +120,7 @@ def interrupted(workdir, cifar10_root, capsys, monkeypatch):
         patch.setattr(experiment.training, "save_agents", crash)
         assert iBatchLearn.main(quick_flags(cifar10_root)) == 130
     assert "--resume" in capsys.readouterr().err
-    assert RunCheckpoints(str(CHECKPOINTS)).numbers()
+    assert RunCheckpoints(str(CHECKPOINTS), {}).numbers()
     return workdir
 
 
@@ -164,8 +149,14 @@ def test_resume_with_other_settings_names_them(interrupted, cifar10_root, mnist_
 def test_resume_stops_when_the_task_order_is_not_the_checkpoints(interrupted, cifar10_root, capsys, monkeypatch):
     """The order is recomputed from the seed; were it to come out otherwise (another version of the code), the
     resumed run would train the wrong tasks."""
-    order = experiment.run.task_order
-    monkeypatch.setattr(experiment.run, "task_order", lambda args, names: order(args, names)[::-1])
+    make_tasks = experiment.run.make_tasks
+
+    def reversed_order(*args, **kwargs):
+        tasks = make_tasks(*args, **kwargs)
+        tasks.stream.names = tasks.stream.names[::-1]
+        return tasks
+
+    monkeypatch.setattr(experiment.run, "make_tasks", reversed_order)
     status, _, err = run_driver(capsys, *quick_flags(cifar10_root), "--resume")
     assert status == 2 and "task order" in err
 
@@ -281,7 +272,7 @@ def assert_same_state(actual, expected, where="state"):
 
 @pytest.mark.parametrize("agent_type, agent_name", [(agent_type, name) for agent_type in ("default", "regularization",
                                                                                           "exp_replay")
-                                                    for name in AGENT_TYPES[agent_type]])
+                                                    for name in agent_types()[agent_type]])
 def test_every_agents_state_saved_mid_task_continues_bit_identically(agent_type, agent_name):
     """Saved (as a checkpoint is: weights only) after task 2's first epoch, after task 1's importances, anchors and
     memory were made, and continued by a fresh agent: the same model and the same state as an uninterrupted run."""
@@ -309,10 +300,9 @@ def test_every_agents_state_saved_mid_task_continues_bit_identically(agent_type,
 
 
 def test_only_the_latest_checkpoints_are_kept_and_a_damaged_latest_is_skipped(tmp_path, caplog):
-    checkpoints = RunCheckpoints(str(tmp_path / "checkpoints"), keep=2)
-    args = iBatchLearn.get_args(["--exp_name", "x"])
+    checkpoints = RunCheckpoints(str(tmp_path / "checkpoints"), read_config(["--exp_name", "x"]).flags, keep=2)
     for repeat in range(4):
-        checkpoints.save(args, Position(repeat=repeat))
+        checkpoints.save(Position(repeat=repeat))
     (tmp_path / "checkpoints" / ".tmp-half-written.pth").write_bytes(b"\0")
     assert checkpoints.numbers() == [3, 4]
     assert checkpoints.latest()["position"].repeat == 3
@@ -322,15 +312,15 @@ def test_only_the_latest_checkpoints_are_kept_and_a_damaged_latest_is_skipped(tm
 
 
 def test_end_of_epoch_checkpoints_wait_for_the_interval_but_ends_of_tasks_do_not(tmp_path):
-    args = iBatchLearn.get_args(["--exp_name", "x"])
-    hourly = RunCheckpoints(str(tmp_path / "hourly"), interval=3600)
-    hourly.save(args, Position(), optional=True)
+    flags = read_config(["--exp_name", "x"]).flags
+    hourly = RunCheckpoints(str(tmp_path / "hourly"), flags, interval=3600)
+    hourly.save(Position(), optional=True)
     assert hourly.numbers() == []
-    hourly.save(args, Position())
-    hourly.save(args, Position(), optional=True)
+    hourly.save(Position())
+    hourly.save(Position(), optional=True)
     assert hourly.numbers() == [1]
-    every_epoch = RunCheckpoints(str(tmp_path / "every"), interval=0)
-    every_epoch.save(args, Position(), optional=True)
+    every_epoch = RunCheckpoints(str(tmp_path / "every"), flags, interval=0)
+    every_epoch.save(Position(), optional=True)
     assert every_epoch.numbers() == [1]
 
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from conftest import QUICK, REFERENCE, REPO_ROOT
-from synthetic_data import write_cifar100, write_miniimagenet, write_multidataset
+from helpers import QUICK, REFERENCE, REPO_ROOT, needs_fashion_mnist
+from dataloaders.synthetic import write_cifar100, write_miniimagenet, write_multidataset
 
 ONE_EPOCH = [*QUICK, "--repeat", "1"]
 TWO_TASKS = {script: ["--first_split_size", "50", "--other_split_size", "50"]
@@ -45,6 +45,7 @@ def test_cifar100_eval_script_on_the_published_checkpoint(tmp_path):
     assert "model size: 2.599 MB" in out and "average" in out
 
 
+@needs_fashion_mnist
 def test_our_fashion_mnist_checkpoint_evaluates_on_the_real_test_set(tmp_path):
     """Needs Debian's dataset-fashion-mnist, which scripts/run_tests.sh installs where apt can."""
     out = run_script("fashionmnist_eval.sh", tmp_path)

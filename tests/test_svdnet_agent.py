@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from agents.SVDNet import SVDNet, SVDNetSettings
 from agents.optim import make_optimizer
 from agents.regularizers import hoyer, hoyer_square, orthogonality
-from conftest import batches, dense_agent
-from conftest import svd_agent as make_agent
+from helpers import batches, dense_agent
+from helpers import svd_agent as make_agent
 from models import build_model
 from utils.errors import UserError
 
@@ -68,7 +68,7 @@ def test_end_of_task_packs_kept_components_after_frozen_ones_and_refills():
     rank = layer.rank
     agent.end_task("1")
     assert agent.task_identifiers[0][0] == 3 and agent.chann_used[0][0] == 3
-    assert agent.task_name_count == {"1": 0}
+    assert agent.task_index == {"1": 0}
     assert layer.rank == rank
     assert torch.equal(layer.N[:, :3], kept[0]) and torch.equal(layer.C[:3], kept[1])
     assert torch.equal(layer.Sigma[:3], kept[2])
@@ -84,7 +84,7 @@ def test_end_of_task_packs_kept_components_after_frozen_ones_and_refills():
 
 def test_fresh_components_after_a_task_are_the_published_draws():
     """Per layer in order: kaiming_normal_ of an (out × free) N, of a (free × in·k·k) C, normal_ of Sigma."""
-    agent = make_agent(energy_sv=0.3, grow_network=True, dataset="CIFAR100")
+    agent = make_agent(energy_sv=0.3, grow_network=True, grow_to_mean=True)
     agent.learn_task("1", batches("1", n_batches=1))
     torch.manual_seed(123)
     agent.end_task("2")  # task 2's components pruned without training: some kept, the rest refilled
@@ -100,7 +100,7 @@ def test_fresh_components_after_a_task_are_the_published_draws():
 
 
 def test_grow_network_refills_to_the_mean_of_earlier_identifiers():
-    agent = make_agent(grow_network=True, energy_sv=0.01, dataset="CIFAR100")
+    agent = make_agent(grow_network=True, energy_sv=0.01, grow_to_mean=True)
     layer = agent.layers[0]  # 18 components at the start
     with torch.no_grad():
         layer.Sigma.fill_(1.0)
@@ -232,4 +232,4 @@ def test_dense_baseline_learns_with_the_default_agent():
 def test_a_task_not_trained_alone_is_evaluated_with_the_kept_components_only():
     agent = make_agent()
     agent.learn_task("1", batches("1", n_batches=1))
-    assert agent.eval_ranks("2") == agent.task_identifiers[0]
+    assert agent.task_ranks("2") == agent.task_identifiers[0]

@@ -1,4 +1,4 @@
-"""Cluster sweeps (``python -m experiment.sweep``): one submitit job per (experiment, repeat), aggregated exactly as
+"""Cluster sweeps (``python -m cluster.sweep``): one submitit job per (experiment, repeat), aggregated exactly as
 one process would; interrupted jobs requeued or resubmitted from their checkpoints; SLURM's sbatch script.
 
 The jobs run on submitit's local executor (one process each) on tiny CIFAR-10; SLURM is replaced by stand-ins for
@@ -19,9 +19,10 @@ import submitit
 from submitit.core.utils import DelayedSubmission
 
 import iBatchLearn
-from conftest import REPO_ROOT, assert_same_outputs, computed, outputs
-from experiment import sweep
-from experiment.sweep_jobs import Sweep, SweepJob
+from helpers import REPO_ROOT, assert_same_outputs, computed, outputs
+from cluster import sweep
+from cluster.jobs import Sweep, SweepJob
+from experiment.config import read_config
 
 EXPERIMENTS = ("sweep_sparse_wt0.01", "sweep_sparse_wt0.4")
 
@@ -35,7 +36,7 @@ def driver_flags(dataroot, *extra):
 
 
 def run_sweep(*argv):
-    """``experiment.sweep.main(argv)`` in this process: (exit status, stdout, stderr)."""
+    """``cluster.sweep.main(argv)`` in this process: (exit status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = sweep.main([str(arg) for arg in argv])
@@ -248,10 +249,10 @@ def test_slurm_submission_is_one_array_of_sbatch(workdir, fake_slurm, cifar10_ro
     expected = [(0, 0), (0, 1), (1, 0), (1, 1)]
     for index, (experiment, repeat) in enumerate(expected):
         job = DelayedSubmission.load(logs / f"4242_{index}_submitted.pkl").function
-        assert isinstance(job, SweepJob) and (job.experiment, job.repeat) == (experiment, repeat)
+        assert isinstance(job, SweepJob) and (job.experiment_index, job.repeat) == (experiment, repeat)
         assert job.directory == str(workdir / "sw" / "jobs" / EXPERIMENTS[experiment] / f"run{repeat}")
-        assert job.prepare is iBatchLearn.prepare_run and job.max_requeues == 3 and job.requeues == 0
-        assert vars(job.args) == vars(iBatchLearn.get_args(driver_flags(cifar10_root)))
+        assert job.max_requeues == 3 and job.requeues == 0
+        assert job.config == read_config(driver_flags(cifar10_root))
     assert [job.job_id for job in Sweep.load("sw").jobs] == [f"4242_{index}" for index in range(4)]
 
 
@@ -273,7 +274,7 @@ def test_slurm_states_and_a_resubmission_of_the_failed_jobs(workdir, fake_slurm,
 
 
 def test_a_job_is_requeued_at_most_max_requeues_times():
-    job = SweepJob(iBatchLearn.get_args([]), 0, 1, "sw/jobs/x/run1", ".", iBatchLearn.prepare_run, max_requeues=2)
+    job = SweepJob(read_config([]), 0, 1, "sw/jobs/x/run1", ".", max_requeues=2)
     requeued = job.checkpoint()
     assert requeued.function.requeues == 1 and requeued.function.repeat == 1 and job.requeues == 0
     assert requeued.function.checkpoint().function.requeues == 2
@@ -299,7 +300,7 @@ def test_a_sweep_script_submits_its_train_scripts_settings(tmp_path, benchmark):
     train = script_command(f"{benchmark}_train.sh", tmp_path)
     submit = script_command(f"{benchmark}_sweep.sh", tmp_path, "--partition", "gpu", "--time", "600")
     assert train[0] == str(REPO_ROOT / "iBatchLearn.py")
-    assert submit == ["-m", "experiment.sweep", *train[1:], "--cluster", "slurm", "--sweep_dir",
+    assert submit == ["-m", "cluster.sweep", *train[1:], "--cluster", "slurm", "--sweep_dir",
                       f"sweeps/{BENCHMARKS[benchmark]}", "--partition", "gpu", "--time", "600"]
 
 

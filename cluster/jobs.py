@@ -7,20 +7,19 @@ runs, its run record ``done.json`` once it has finished. Results, saved models a
 single-process run writes them (``results/``, ``saves/``, ``runs/`` under the directory the sweep was submitted
 from).
 """
-import argparse
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import torch
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from cluster.executors import job_states, log_tail
 from evaluation.results import format_table, write_final_record
-from experiment.builders import load_data, sweep_settings
+from experiment.builders import load_data
 from experiment.checkpoints import run_settings, settings_differences
-from experiment.cluster import job_states, log_tail
+from experiment.config import Config, prepare_run
 from experiment.training import train_job
 from utils.errors import UserError
 from utils.files import atomic_json_dump
@@ -43,28 +42,28 @@ def job_directory(sweep_dir: str, experiment: str, repeat: int) -> str:
 
 @dataclass
 class SweepJob(Checkpointable):
-    """Repeat ``repeat`` of experiment ``experiment`` (an index into ``sweep_settings(args)``) as a picklable
-    submitit job: in ``workdir``, ``prepare(args)`` (the driver's checks and device), the data, then ``train_job``
-    with the lock and checkpoints in ``directory``, where its record ``done.json`` is written at the end.
+    """Repeat ``repeat`` of the experiment of index ``experiment_index`` (into ``config.experiments()``) as a
+    picklable submitit job: in ``workdir``, the device (``prepare_run``), the data, then ``train_job`` with the lock
+    and checkpoints in ``directory``, where its record ``done.json`` is written at the end.
 
     Pre-empted or timed out (SLURM signals it), submitit calls ``checkpoint``: the job is requeued as it is, at most
     ``max_requeues`` times, and continues from its latest checkpoint.
     """
 
-    args: argparse.Namespace
-    experiment: int
+    config: Config
+    experiment_index: int
     repeat: int
     directory: str
     workdir: str
-    prepare: Callable[[argparse.Namespace], torch.device]
     max_requeues: int
     requeues: int = 0
 
     def __call__(self) -> dict:
         os.chdir(self.workdir)
         configure_logging()
-        device = self.prepare(self.args)
-        record = train_job(self.args, device, load_data(self.args), self.experiment, self.repeat, self.directory)
+        device = prepare_run(self.config)
+        record = train_job(self.config, device, load_data(self.config.data), self.experiment_index, self.repeat,
+                           self.directory)
         atomic_json_dump(record, os.path.join(self.directory, DONE_FILE))
         return record
 
@@ -81,8 +80,8 @@ class SweepJob(Checkpointable):
 
 @dataclass
 class JobEntry:
-    """One job of ``sweep.json``: repeat ``repeat`` of the experiment ``experiment`` (index ``index`` into the
-    sweep's settings), and its latest submission (``cluster``, ``job_id``; empty: never submitted)."""
+    """One job of ``sweep.json``: repeat ``repeat`` of the experiment named ``experiment`` (index ``index`` into the
+    sweep's experiments), and its latest submission (``cluster``, ``job_id``; empty: never submitted)."""
 
     name: str
     experiment: str
@@ -104,11 +103,11 @@ class Sweep:
     submissions: List[dict] = field(default_factory=list)
 
     @classmethod
-    def plan(cls, directory: str, args: argparse.Namespace) -> "Sweep":
-        """A new sweep of the flags: one job per experiment of ``sweep_settings`` and repeat."""
-        jobs = [JobEntry(f"{setting.name} run {repeat}", setting.name, index, repeat)
-                for index, setting in enumerate(sweep_settings(args)) for repeat in range(args.repeat)]
-        return cls(os.path.abspath(directory), os.getcwd(), vars(args), jobs)
+    def plan(cls, directory: str, config: Config) -> "Sweep":
+        """A new sweep of the flags: one job per experiment of ``config.experiments()`` and repeat."""
+        jobs = [JobEntry(f"{experiment.name} run {repeat}", experiment.name, index, repeat)
+                for index, experiment in enumerate(config.experiments()) for repeat in range(config.protocol.repeat)]
+        return cls(os.path.abspath(directory), os.getcwd(), dict(config.flags), jobs)
 
     @classmethod
     def load(cls, directory: str) -> "Sweep":
@@ -127,17 +126,18 @@ class Sweep:
         atomic_json_dump({"format": SWEEP_FORMAT, **asdict(self)}, os.path.join(self.directory, SWEEP_FILE))
 
     @property
-    def args(self) -> argparse.Namespace:
-        return argparse.Namespace(**self.flags)
+    def config(self) -> Config:
+        """The configuration of the flags of the latest submission."""
+        return Config.from_flags(self.flags)
 
     @property
     def logs(self) -> str:
         """submitit's folder."""
         return os.path.join(self.directory, "logs")
 
-    def check_same(self, args: argparse.Namespace) -> None:
+    def check_same(self, config: Config) -> None:
         """Resubmitting needs the flags this sweep was submitted with (those that change what is computed)."""
-        differ = settings_differences(run_settings(self.args), args)
+        differ = settings_differences(run_settings(self.flags), config.flags)
         if differ:
             raise UserError(f"{self.directory} holds another sweep: {differ}; choose another --sweep_dir, or give "
                             f"that sweep's flags to resubmit its unfinished jobs")
@@ -180,15 +180,16 @@ class Sweep:
         left out with their missing repeats."""
         states = self.states()
         tables, missing = [], []
-        for setting in sweep_settings(self.args):
-            jobs = sorted((job for job in self.jobs if job.experiment == setting.name), key=lambda job: job.repeat)
+        for experiment in self.config.experiments():
+            jobs = sorted((job for job in self.jobs if job.experiment == experiment.name),
+                          key=lambda job: job.repeat)
             absent = [f"repeat {job.repeat} {states[job.name]}" for job in jobs if states[job.name] != "done"]
             if absent:
-                missing.append(f"{setting.name} ({', '.join(absent)})")
+                missing.append(f"{experiment.name} ({', '.join(absent)})")
                 continue
             runs = [self.record(job) for job in jobs]
-            write_final_record(setting.name, runs)
-            tables.append(format_table(setting.name, runs))
+            write_final_record(experiment.name, runs)
+            tables.append(format_table(experiment.name, runs))
         return tables, missing
 
 

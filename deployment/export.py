@@ -1,4 +1,4 @@
-"""``python -m experiment.export CHECKPOINT_DIR --out DIR``: each task of a saved CACL model as its own smallest
+"""``python -m deployment.export CHECKPOINT_DIR --out DIR``: each task of a saved CACL model as its own smallest
 runnable network, with its multiply-adds and CPU latency against the dense network's.
 
 For every task (``--tasks``, default all, in training order) and format (``--format``): ``DIR/task<name>.onnx``
@@ -24,30 +24,28 @@ import onnxruntime
 import torch
 from torch import nn
 
-from dataloaders import NetworkInput, network_input
-from evaluation.deployment import format_deployment_table, write_deployment_summary
-from experiment.evaluate_saved import saved_agent
-from experiment.latency import median_latencies_ms, onnxruntime_runner, onnxruntime_session, torch_runner
-from experiment.saved_model import find_checkpoint, head_sizes, load_checkpoint
+from dataloaders import NetworkInput, input_size, network_input
+from deployment.latency import median_latencies_ms, onnxruntime_runner, onnxruntime_session, torch_runner
+from evaluation.deployment import LATENCY_BATCHES, format_deployment_table, write_deployment_summary
+from experiment.config import read_config
+from experiment.saved_model import find_checkpoint, saved_agent
 from models import DENSE_FORMS, build_model
-from models.deployable import count_multiply_adds, task_network, uses_two_convolutions
-from utils.errors import ArgumentParser, UserError
+from models.deployable import count_multiply_adds, task_network, two_convolution_layers
+from utils.errors import ArgumentParser, UserError, run_command
 from utils.files import atomic_write_bytes
-from utils.logs import configure_logging
 from utils.runtime import torch_threads
 
 log = logging.getLogger(__name__)
 
 FORMATS = {"onnx": "onnx", "torchscript": "pt"}
+CONFIG_FLAGS = ("model_type", "model_name", "agent_type", "agent_name", "dataset")
+"""The flags of this command that are the driver's, read through the driver's door (``experiment.config``)."""
 """Each ``--format`` and the extension of its files."""
-LATENCY_BATCHES = (1, 64)
-"""Batch sizes of the latency measurements; a timed run at batch b is ``64 // b`` calls in a row (the same number
-of images at every batch size), divided by their number."""
 ENGINES = ("pytorch", "onnxruntime")
 
 
 def get_args(argv=None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m experiment.export", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m deployment.export", description=__doc__.splitlines()[0])
     add = parser.add_argument
     add("checkpoint", help="a checkpoint directory (ours or the published layout), or a name under saves/ or "
                            "pretrained/")
@@ -56,6 +54,8 @@ def get_args(argv=None) -> argparse.Namespace:
     add("--tasks", nargs="+", default=None, help="tasks to export (default: every trained task, in training order)")
     add("--model_type", default="customnet_SVD", help="as in iBatchLearn.py")
     add("--model_name", default="Net_SVD", help="as in iBatchLearn.py")
+    add("--agent_type", default="SVDNet", help="as in iBatchLearn.py: the method that saved the checkpoint")
+    add("--agent_name", default="SVDNet", help="as in iBatchLearn.py")
     add("--dataset", default="CIFAR10", help="as in iBatchLearn.py: fixes the input size and normalisation")
     add("--threads", type=int, default=1, help="CPU threads of the latency measurements (default 1)")
     add("--warmup", type=int, default=3, help="untimed calls of each model before the timed ones")
@@ -91,7 +91,7 @@ class Deployed:
 def chosen_tasks(wanted: Optional[List[str]], trained: List[str], directory) -> List[str]:
     """``--tasks`` (checked against the trained ones), or every trained task in training order."""
     if not trained:
-        raise UserError(f"{directory} holds no trained task (its task_name_count.pth is empty)")
+        raise UserError(f"{directory} holds no trained task")
     if wanted is None:
         return list(trained)
     unknown = [task for task in wanted if task not in trained]
@@ -179,26 +179,24 @@ def description(item: Deployed, latency: Dict[str, Dict[int, float]]) -> dict:
 
 
 def task_row(agent, task: str, item: Deployed, files: Dict[str, dict], latency) -> dict:
-    """A task's entry of ``summary.json``: its components per SVD layer and which layers are two convolutions,
-    its files and ``description``."""
-    ranks = agent.eval_ranks(task)
-    two = [uses_two_convolutions(layer.fan_in, layer.output_channel, k) for layer, k in zip(agent.layers, ranks)]
-    return {"task": task, "components": list(ranks), "two_convolutions": two, "files": files,
-            **description(item, latency)}
+    """A task's entry of ``summary.json``: its components per SVD layer and which layers are two convolutions
+    (``models.deployable.two_convolution_layers``), its files and ``description``."""
+    ranks = agent.task_ranks(task)
+    layers = agent.model.feature_layers()
+    return {"task": task, "components": list(ranks), "two_convolutions": two_convolution_layers(layers, ranks),
+            "files": files, **description(item, latency)}
 
 
 # --- the command ----------------------------------------------------------------------------------------------
 def export(args) -> str:
     """Check everything, then write every file and ``summary.json``; returns the table to print."""
     check_args(args)
+    config = read_config(["--gpuid", "-1", *(f"--{name}={getattr(args, name)}" for name in CONFIG_FLAGS)])
     directory = find_checkpoint(args.checkpoint, given_as="checkpoint")
-    pieces = load_checkpoint(directory)
-    ordered = sorted(pieces["task_name_count"], key=pieces["task_name_count"].get)
-    tasks = chosen_tasks(args.tasks, [str(task) for task in ordered], directory)
+    agent = saved_agent(config, torch.device("cpu"), directory, input_size(args.dataset))
+    tasks = chosen_tasks(args.tasks, agent.tasks_trained, directory)
     inputs = {task: network_input(args.dataset, task) for task in tasks}
-    flags = argparse.Namespace(**vars(args), agent_type="SVDNet", agent_name="SVDNet", model_weights=None)
-    heads = head_sizes(pieces["state_dict"])
-    agent = saved_agent(flags, torch.device("cpu"), directory, pieces, inputs[tasks[0]].size, heads)
+    heads = {name: head[-1].out_features for name, head in agent.model.last.items()}
     with torch_threads(args.threads):
         deployed = {task: Deployed(agent.task_network(task), inputs[task]) for task in tasks}
         files = write_files(deployed, args.format, args.out)
@@ -220,16 +218,13 @@ QUIET_LOGGERS = ("onnxscript", "onnx_ir")
 
 
 def main(argv=None) -> int:
-    configure_logging()
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        table = export(get_args(argv))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(table)
-    return 0
+    """Export and print the table (exit 0); a user error is one line (exit 2)."""
+    def run() -> None:
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        print(export(get_args(argv)))
+
+    return run_command(run)
 
 
 if __name__ == "__main__":

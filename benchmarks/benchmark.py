@@ -1,4 +1,4 @@
-"""``scripts/benchmark.sh`` (``python -m experiment.benchmark``): CACL's training and evaluation speed against a dense network's, and a run's peak memory.
+"""``scripts/benchmark.sh`` (``python -m benchmarks.benchmark``): CACL's training and evaluation speed against a dense network's, and a run's peak memory.
 
 Rows, all measured in this process on one device (``--device``), batch 64, 32×32 RGB, 5 classes per task:
 
@@ -22,7 +22,6 @@ to row 1. The table is printed and written to ``results/benchmark.json``.
 import argparse
 import dataclasses
 import os
-import pickle
 import platform
 import subprocess
 import sys
@@ -30,13 +29,13 @@ import tempfile
 import time
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 import torch
 
-from agents import NormalNN, NormalNNSettings
-from agents.SVDNet import SVDNet, SVDNetSettings
 from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader
-from models import build_model, svd_layers
+from dataloaders.synthetic import write_cifar100
+from experiment.builders import make_agent
+from experiment.config import read_config
+from models import svd_layers
 from utils.files import atomic_json_dump
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -107,32 +106,32 @@ class Speed:
     compile: bool = False
 
 
-def loop_settings(device: torch.device, speed: Speed) -> NormalNNSettings:
-    """One epoch, no logging; channels-last on the CPU as in the driver."""
-    return NormalNNSettings(schedule=[1], print_freq=10 ** 9, device=str(device), channels_last=device.type == "cpu",
-                            amp=speed.amp, compile=speed.compile)
-
-
-def svd_settings(device: torch.device, speed: Speed) -> SVDNetSettings:
-    """The paper's CIFAR-100 setting."""
-    return SVDNetSettings(**dataclasses.asdict(loop_settings(device, speed)), sparse_wt=SPARSE_WT,
-                          energy_sv=ENERGY_SV, grow_network=True, dataset="CIFAR100")
+COMMON_FLAGS = ["--gpuid", "-1", "--schedule", "1", "--print_freq", str(10 ** 9), "--dataset", "CIFAR100"]
+"""One epoch, no logging (the device is the benchmark's own)."""
+DENSE_FLAGS = ["--model_type", "customnet", "--model_name", "Net", "--agent_type", "default", "--agent_name",
+               "NormalNN"]
+CACL_FLAGS = ["--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--grow_network"]
+"""The paper's CIFAR-100 setting."""
 
 
 def heads(n_tasks: int) -> Dict[str, int]:
     return {str(task): CLASSES_PER_TASK for task in range(1, n_tasks + 1)}
 
 
+def agent_of(flags: List[str], device: torch.device, speed: Speed, n_tasks: int = 1):
+    """The agent the driver builds from ``flags`` (and ``--amp`` / ``--compile``), on ``device`` (channels-last on
+    the CPU, as in the driver), with ``n_tasks`` heads."""
+    config = read_config([*COMMON_FLAGS, *flags, *(["--amp"] if speed.amp else []),
+                          *(["--compile"] if speed.compile else [])])
+    return make_agent(config, config.experiments()[0], device, 32, heads(n_tasks))
+
+
 def dense_agent(device: torch.device, speed: Speed):
-    model = build_model("customnet", "Net")
-    model.add_heads(heads(1))
-    return NormalNN(model, loop_settings(device, speed))
+    return agent_of(DENSE_FLAGS, device, speed)
 
 
 def svd_agent(device: torch.device, speed: Speed, n_tasks: int = 1):
-    model = build_model("customnet_SVD", "Net_SVD")
-    model.add_heads(heads(n_tasks))
-    return SVDNet(model, svd_settings(device, speed))
+    return agent_of(CACL_FLAGS, device, speed, n_tasks)
 
 
 def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[int]]:
@@ -155,7 +154,8 @@ def grown_agent(device: torch.device, speed: Speed, tasks_trained: int):
     chann_used = {0: identifiers[0]}
     chann_used.update({t: [now - before for now, before in zip(identifiers[t], identifiers[t - 1])]
                        for t in range(1, tasks_trained)})
-    agent.load_continual_state(dict(enumerate(identifiers)), {str(t + 1): t for t in range(tasks_trained)}, chann_used)
+    agent.load_continual_state({"task_identifiers": dict(enumerate(identifiers)), "chann_used": chann_used,
+                                "task_name_count": {str(t + 1): t for t in range(tasks_trained)}})
     for layer, used, initial in zip(svd_layers(agent.model), identifiers[-1], agent.initial_ranks):
         layer.set_components(*layer.fresh_components(used + initial))
     return agent
@@ -231,7 +231,8 @@ def eval_path_rate(device: torch.device, speed: Speed, sizes: Sizes) -> float:
 def pruned_agent(device: torch.device, speed: Speed):
     """``Net_SVD`` whose one trained task uses ``PRUNED_IDENTIFIERS`` components (random ones)."""
     agent = svd_agent(device, speed)
-    agent.load_continual_state({0: PRUNED_IDENTIFIERS}, {"1": 0}, {0: PRUNED_IDENTIFIERS})
+    agent.load_continual_state({"task_identifiers": {0: PRUNED_IDENTIFIERS}, "task_name_count": {"1": 0},
+                                "chann_used": {0: PRUNED_IDENTIFIERS}})
     return agent
 
 
@@ -254,27 +255,10 @@ def evaluation_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[s
     return best
 
 
-def write_cifar100_files(root: str, train_per_class: int, test_per_class: int) -> None:
-    """``<root>/cifar-100-python/{train,test,meta}`` in the official pickled layout, random uint8 images."""
-    folder = os.path.join(root, "cifar-100-python")
-    os.makedirs(folder)
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", train_per_class), ("test", test_per_class)):
-        labels = rng.permutation(np.repeat(np.arange(100), per_class))
-        entry = {"filenames": [f"{i}.png" for i in range(len(labels))], "batch_label": split,
-                 "fine_labels": labels.tolist(), "coarse_labels": (labels // 5).tolist(),
-                 "data": rng.integers(0, 256, (len(labels), 3072), dtype=np.uint8)}
-        with open(os.path.join(folder, split), "wb") as file:
-            pickle.dump(entry, file, protocol=4)
-    with open(os.path.join(folder, "meta"), "wb") as file:
-        pickle.dump({"fine_label_names": [f"fine_{i}" for i in range(100)],
-                     "coarse_label_names": [f"coarse_{i}" for i in range(20)]}, file, protocol=4)
-
-
 def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optional[int]) -> float:
     """Row 5: peak resident set (MB) of ``iBatchLearn.py`` on 20 CIFAR-100-shaped tasks, 1 epoch each, in a child."""
     with tempfile.TemporaryDirectory(prefix="cacl-benchmark-") as folder:
-        write_cifar100_files(folder, sizes.rss_train_per_class, sizes.rss_test_per_class)
+        write_cifar100(folder, sizes.rss_train_per_class, sizes.rss_test_per_class)
         command = [sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), "--dataset", "CIFAR100",
                    "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size", str(BATCH_SIZE),
                    "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,

@@ -1,16 +1,16 @@
 """Paper-scale sweeps on a cluster: one submitit job per (experiment, repeat) of the driver's sweep.
 
-    python -m experiment.sweep <iBatchLearn.py flags> --cluster slurm|local|debug --sweep_dir DIR [resources]
-    python -m experiment.sweep --status DIR
-    python -m experiment.sweep --collect DIR
+    python -m cluster.sweep <iBatchLearn.py flags> --cluster slurm|local|debug --sweep_dir DIR [resources]
+    python -m cluster.sweep --status DIR
+    python -m cluster.sweep --collect DIR
 
 Each job runs what ``python iBatchLearn.py <flags>`` runs for its experiment and repeat: the same seed, the same
 ``results/<exp>/output_run<r>.json`` and ``runs/``, and the last repeat's model in ``saves/<exp>/``. The submission
 command given again resubmits the jobs that failed or were never submitted (they continue from their checkpoints);
 ``--collect`` writes an experiment's ``output_final.json`` once all its repeats are done.
 
-This module is a command line, beside ``iBatchLearn.py``: it takes the driver's flags and hands each job the
-driver's own checks.
+This module is a command line beside ``iBatchLearn.py``: it reads the driver's flags through the same door
+(``experiment.config``), so a sweep is checked whole before any job is submitted.
 """
 import argparse
 import contextlib
@@ -26,12 +26,12 @@ from typing import List
 
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-import iBatchLearn
-from experiment.cluster import CLUSTERS, Resources, check_available, make_executor
-from experiment.sweep_jobs import JOB_STATES, RESUBMITTED, SWEEP_FILE, Sweep, SweepJob
+from cluster.executors import CLUSTERS, Resources, check_available, make_executor
+from cluster.jobs import JOB_STATES, RESUBMITTED, SWEEP_FILE, Sweep, SweepJob
+from experiment.config import Config, read_config
 from experiment.training import refuse_to_clobber
-from utils.errors import ArgumentParser, UserError
-from utils.logs import configure_logging
+from utils.errors import ArgumentParser, UserError, run_command
+from utils.flags import add_flags, check_flags, from_flags
 
 log = logging.getLogger("sweep")
 
@@ -42,41 +42,33 @@ JOB_SETUP = [f"export PYTHONPATH={shlex.quote(PROJECT_ROOT)}${{PYTHONPATH:+:$PYT
 
 def sweep_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m experiment.sweep", allow_abbrev=False,
-        description="Submit one job per (--sparse_wt experiment, repeat) of the iBatchLearn.py flags given beside "
-                    "these (python iBatchLearn.py --help lists them); follow them with --status, average them with "
-                    "--collect.")
+        prog="python -m cluster.sweep", allow_abbrev=False,
+        description="Submit one job per (experiment, repeat) of the iBatchLearn.py flags given beside (one experiment "
+                    "per value of the method's swept flag, e.g. --sparse_wt); "
+                    "python iBatchLearn.py --help lists them; follow them with --status, average them with --collect.")
     add = parser.add_argument
     add("--cluster", choices=CLUSTERS, help="slurm: one job array; local: one process per job on this machine, all "
                                             "at once; debug: one job after another in this process")
     add("--sweep_dir", metavar="DIR", help="where the sweep's record (sweep.json), job logs and checkpoints go")
     add("--status", metavar="DIR", help="each job's state; a failed one with the last lines of its log")
     add("--collect", metavar="DIR", help="output_final.json of each experiment whose repeats are all done")
-    defaults = Resources()
-    add("--partition", default=defaults.partition, help="SLURM partition (default: the cluster's)")
-    add("--time", type=int, default=defaults.time, help="minutes a job runs before it is requeued")
-    add("--gpus_per_job", type=int, default=defaults.gpus_per_job)
-    add("--cpus_per_job", type=int, default=defaults.cpus_per_job)
-    add("--mem_gb", type=float, default=defaults.mem_gb, help="memory per job, GB")
-    add("--array_parallelism", type=int, default=defaults.array_parallelism, help="jobs of the array running at once")
-    add("--max_requeues", type=int, default=defaults.max_requeues,
-        help="times a pre-empted or timed-out job is requeued before it is left failed")
+    add_flags(parser.add_argument_group("resources of each job", Resources.__doc__), Resources)
     return parser
 
 
-def open_sweep(directory: str, args: argparse.Namespace) -> Sweep:
+def open_sweep(directory: str, config: Config) -> Sweep:
     """The sweep ``directory`` holds, which must be the one of these flags; or a new one, in a new or empty
     directory, that replaces no finished experiment unless ``--overwrite``."""
     if os.path.isfile(os.path.join(directory, SWEEP_FILE)):
         sweep = Sweep.load(directory)
-        sweep.check_same(args)
+        sweep.check_same(config)
         return sweep
     if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
         raise UserError(f"--sweep_dir {directory} holds something other than a sweep (no {SWEEP_FILE}): choose a "
                         f"new or empty directory")
-    if not args.overwrite:
-        refuse_to_clobber(args)
-    return Sweep.plan(directory, args)
+    if not config.run.overwrite:
+        refuse_to_clobber(config)
+    return Sweep.plan(directory, config)
 
 
 def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
@@ -84,16 +76,14 @@ def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
     if not (options.cluster and options.sweep_dir):
         raise UserError("give --cluster slurm|local|debug and --sweep_dir DIR to submit a sweep (or --status DIR, "
                         "--collect DIR)")
-    args = iBatchLearn.get_args(driver_argv)
-    iBatchLearn.check_args(args)
-    if args.debug or args.loadmodel:
+    config = read_config(driver_argv)
+    if config.searches.debug or config.run.loadmodel:
         raise UserError("a sweep trains: --debug searches and --loadmodel evaluations run in one process "
                         "(python iBatchLearn.py)")
-    resources = Resources(options.partition, options.time, options.gpus_per_job, options.cpus_per_job,
-                          options.mem_gb, options.array_parallelism, options.max_requeues)
-    resources.check()
+    check_flags(Resources, vars(options))
+    resources = from_flags(Resources, vars(options))
     check_available(options.cluster)
-    sweep = open_sweep(options.sweep_dir, args)
+    sweep = open_sweep(options.sweep_dir, config)
     states = sweep.states()
     todo = [job for job in sweep.jobs if states[job.name] in RESUBMITTED]
     busy = [f"{job.name} ({states[job.name]})" for job in sweep.jobs if states[job.name] not in (*RESUBMITTED, "done")]
@@ -104,13 +94,13 @@ def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
               f"them, --collect averages the finished experiments)")
         return
     sweep.save()  # first: a submission the scheduler refuses leaves a sweep to submit again, not a stray folder
-    executor = make_executor(options.cluster, sweep.logs, resources, f"cacl-{args.exp_name}", JOB_SETUP)
+    executor = make_executor(options.cluster, sweep.logs, resources, f"cacl-{config.run.exp_name}", JOB_SETUP)
     handles = submit_jobs(executor, options.cluster, [
-        SweepJob(args, job.index, job.repeat, sweep.job_directory(job), sweep.workdir, iBatchLearn.prepare_run,
-                 resources.max_requeues) for job in todo])
+        SweepJob(config, job.index, job.repeat, sweep.job_directory(job), sweep.workdir, resources.max_requeues)
+        for job in todo])
     for job, handle in zip(todo, handles):
         job.cluster, job.job_id = options.cluster, handle.job_id
-    sweep.flags = vars(args)
+    sweep.flags = dict(config.flags)
     sweep.submissions.append({"cluster": options.cluster, "resources": asdict(resources),
                               "submitted": datetime.now().isoformat(timespec="seconds"),
                               "jobs": {job.name: job.job_id for job in todo}})
@@ -119,7 +109,7 @@ def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
           f"{', '.join(f'{job.name} (job {job.job_id})' for job in todo)}")
     if options.cluster == "debug":
         run_here(handles)
-    print(f"follow them with: python -m experiment.sweep --status {sweep.directory}")
+    print(f"follow them with: python -m cluster.sweep --status {sweep.directory}")
 
 
 def submit_jobs(executor, cluster: str, jobs: List[SweepJob]) -> list:
@@ -173,9 +163,8 @@ def collect(directory: str) -> None:
 
 
 def main(argv=None) -> int:
-    """Submit, report or collect (exit 0); a user error is one line (exit 2)."""
-    configure_logging()
-    try:
+    """Submit, report or collect (exit 0); a user error is one line (exit 2); Ctrl-C stops (130)."""
+    def run() -> None:
         options, driver_argv = sweep_parser().parse_known_args(argv)
         if options.status or options.collect:
             if driver_argv or options.cluster or options.sweep_dir or (options.status and options.collect):
@@ -186,13 +175,8 @@ def main(argv=None) -> int:
                 collect(options.collect)
         else:
             submit(options, driver_argv)
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("stopped: give the same command again to resubmit what did not finish", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command(run, stopped="give the same command again to resubmit what did not finish")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ import submitit
 from submitit.core.utils import JobPaths
 
 from utils.errors import UserError
+from utils.flags import at_least_zero, flag, positive
+
+POSITIVE, AT_LEAST_ZERO = "must be positive", "must be 0 or more"
 
 CLUSTERS = ("slurm", "local", "debug")
 
@@ -26,22 +29,14 @@ class Resources:
     included); at most ``array_parallelism`` jobs of the array run at once.
     """
 
-    partition: Optional[str] = None
-    time: int = 1200
-    gpus_per_job: int = 1
-    cpus_per_job: int = 2
-    mem_gb: float = 20.0
-    array_parallelism: int = 256
-    max_requeues: int = 3
-
-    def check(self) -> None:
-        """One-line errors for values no scheduler accepts."""
-        for flag in ("time", "cpus_per_job", "mem_gb", "array_parallelism"):
-            if not getattr(self, flag) > 0:
-                raise UserError(f"--{flag} must be positive, got {getattr(self, flag)}")
-        for flag in ("gpus_per_job", "max_requeues"):
-            if getattr(self, flag) < 0:
-                raise UserError(f"--{flag} must be 0 or more, got {getattr(self, flag)}")
+    partition: Optional[str] = flag(None, "SLURM partition (default: the cluster's)")
+    time: int = flag(1200, "minutes a job runs before it is requeued", valid=positive, requirement=POSITIVE)
+    gpus_per_job: int = flag(1, "GPUs of a job", valid=at_least_zero, requirement=AT_LEAST_ZERO)
+    cpus_per_job: int = flag(2, "CPUs of a job", valid=positive, requirement=POSITIVE)
+    mem_gb: float = flag(20.0, "memory per job, GB", valid=positive, requirement=POSITIVE)
+    array_parallelism: int = flag(256, "jobs of the array running at once", valid=positive, requirement=POSITIVE)
+    max_requeues: int = flag(3, "times a pre-empted or timed-out job is requeued before it is left failed",
+                             valid=at_least_zero, requirement=AT_LEAST_ZERO)
 
 
 def check_available(cluster: str) -> None:

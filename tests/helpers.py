@@ -1,0 +1,139 @@
+"""Helpers the tests share (fixtures are in ``conftest.py``): the published checkpoint's place, the driver run in
+this process, quick flags, the comparison of two runs' outputs, tiny batches, agent factories and one-line error
+checks."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import iBatchLearn
+from agents.default import NormalNN, NormalNNSettings
+from agents.SVDNet import SVDNet, SVDNetSettings
+from models import build_model
+from utils.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "CNet_CIFAR100_finalmodel_sparse_wt0.4"
+"""The published CIFAR-100 checkpoint (tests that read it skip when it is absent)."""
+
+QUICK = ["--gpuid", "-1", "--schedule", "1", "--print_freq", "1000"]
+"""Driver flags of every quick run: the CPU, one epoch, no loss logging."""
+
+
+def run_driver(capsys, *argv):
+    """``iBatchLearn.main(argv)`` in this process: (exit status, stdout, stderr)."""
+    status = iBatchLearn.main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+MACHINE_KEYS = ("task_seconds", "seconds", "std_seconds", "environment")
+"""Results keys that say how long a run took and where it ran, not what it computed."""
+
+
+def computed(record: dict) -> dict:
+    """A results record without its ``MACHINE_KEYS``: what was computed."""
+    return {key: value for key, value in record.items() if key not in MACHINE_KEYS}
+
+
+def outputs(workdir: Path) -> dict:
+    """Every results JSON (without its ``MACHINE_KEYS``) and every saved model file under ``workdir`` (checkpoints
+    aside)."""
+    found = {}
+    for path in sorted((workdir / "results").rglob("*.json")):
+        found[str(path.relative_to(workdir))] = computed(json.loads(path.read_text()))
+    for path in sorted((workdir / "saves").rglob("*.pth")):
+        if "checkpoints" not in path.parts:
+            found[str(path.relative_to(workdir))] = torch.load(path)
+    return found
+
+
+def assert_same_outputs(expected: dict, actual: dict) -> None:
+    """Same files; the same text, or the same tensors bit for bit."""
+    assert sorted(expected) == sorted(actual)
+    for name, value in expected.items():
+        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+            assert list(value) == list(actual[name]), name
+            for key, tensor in value.items():
+                assert torch.equal(tensor, actual[name][key]), f"{name}: {key}"
+        else:
+            assert value == actual[name], name
+
+
+def batches(task, n_batches=3, batch_size=8, n_classes=2, seed=None):
+    """Random (inputs, targets, task names) batches of 32×32 RGB images, the same for the same task and seed."""
+    generator = torch.Generator().manual_seed(int(task) if seed is None else seed)
+    return [(torch.randn(batch_size, 3, 32, 32, generator=generator),
+             torch.randint(0, n_classes, (batch_size,), generator=generator), [task] * batch_size)
+            for _ in range(n_batches)]
+
+
+def svd_agent(tasks=("1", "2", "3"), n_classes=2, **settings) -> SVDNet:
+    """CACL on ``Net_SVD`` with a head per task, built from seed 0; one epoch a task unless ``settings`` say."""
+    torch.manual_seed(0)
+    model = build_model("customnet_SVD", "Net_SVD")
+    model.add_heads({task: n_classes for task in tasks})
+    return SVDNet(model, SVDNetSettings(**{"schedule": [1], "print_freq": 1000, **settings}))
+
+
+def dense_agent(tasks=("1", "2", "3"), n_classes=2, **settings) -> NormalNN:
+    """Fine-tuning (``NormalNN``) of the dense ``Net``, as ``svd_agent``."""
+    torch.manual_seed(0)
+    model = build_model("customnet", "Net")
+    model.add_heads({task: n_classes for task in tasks})
+    return NormalNN(model, NormalNNSettings(**{"schedule": [1], "print_freq": 1000, **settings}))
+
+
+def one_line(error: pytest.ExceptionInfo) -> str:
+    """The message of a raised error, which must be one line."""
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def error_after_corrupting(path: str, corrupt, read) -> str:
+    """Replace the file ``path`` by ``corrupt(path)`` (its original stays beside it as ``path_copy``) and return
+    the one-line ``UserError`` message of ``read()``."""
+    os.rename(path, path + "_copy")
+    corrupt(path)
+    with pytest.raises(UserError) as error:
+        read()
+    return one_line(error)
+
+
+def fashion_mnist_installed() -> bool:
+    """Whether real Fashion-MNIST is where the loader finds it without a download (Debian's ``dataset-fashion-mnist``
+    package, or ``data/FashionMNIST/raw`` of the repository)."""
+    from dataloaders.datasets import DEBIAN_FASHION_MNIST_FOLDER
+    return os.path.isdir(DEBIAN_FASHION_MNIST_FOLDER) or (REPO_ROOT / "data" / "FashionMNIST" / "raw").is_dir()
+
+
+needs_fashion_mnist = pytest.mark.skipif(not fashion_mnist_installed(),
+                                         reason="real Fashion-MNIST is not installed (apt-get install "
+                                                "dataset-fashion-mnist)")
+
+
+def start(workdir: Path, flags, *extra) -> subprocess.Popen:
+    """``python iBatchLearn.py flags extra`` in ``workdir``, in the background."""
+    return subprocess.Popen([sys.executable, str(REPO_ROOT / "iBatchLearn.py"), *flags, *extra], cwd=workdir,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after(workdir: Path, checkpoints: Path, flags, number: int, *extra) -> None:
+    """Run the driver until checkpoint ``number`` exists in ``workdir/checkpoints``, then SIGKILL it (it is already
+    past it)."""
+    process = start(workdir, flags, *extra)
+    path = workdir / checkpoints / f"checkpoint-{number:06d}.pth"
+    deadline = time.monotonic() + 300
+    while not path.exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "no checkpoint written in time"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
