@@ -59,8 +59,9 @@ class TaskLoader:
 
     def with_inputs(self, extra: Sequence[tuple[str, torch.Tensor, torch.Tensor]]) -> "TaskLoader":
         """The same loader over ``extra`` samples, given as ``(task name, network inputs, targets)`` (a rehearsal
-        memory: transformed already, they are used as they are), followed by this loader's own."""
-        memory = [TaskData(name, inputs, targets, ready_inputs) for name, inputs, targets in extra]
+        memory: transformed already, they are used as they are), followed by this loader's own. Like every task's
+        samples they are held on the CPU (copied there once, from wherever they are) and batches go to ``device``."""
+        memory = [TaskData(name, inputs.cpu(), targets.cpu(), ready_inputs) for name, inputs, targets in extra]
         return TaskLoader(memory + self.tasks, self.batch_size, self.shuffle, self.device, self.generator,
                           self.drop_last)
 
