@@ -11,7 +11,7 @@ import numpy as np
 import quadprog
 import torch
 
-from agents.default import NormalNN, NormalNNSettings, task_groups
+from agents.default import NormalNN, NormalNNSettings, task_groups, to_device
 from agents.regularization import EWC, L2, MAS, SI, RegularizationSettings
 from models.multihead import MultiHeadNet
 
@@ -73,7 +73,7 @@ class EpisodicMemory(NormalNN):
             for task, indices in task_groups(slot["tasks"]):
                 inputs, targets = slot["inputs"], slot["targets"]
                 if indices is not None:
-                    inputs, targets = inputs[indices.to(inputs.device)], targets[indices.to(targets.device)]
+                    inputs, targets = inputs[to_device(indices, inputs)], targets[to_device(indices, targets)]
                 stored.append((task, inputs, targets))
         return stored
 

@@ -66,19 +66,22 @@ class TaskLoader:
                           self.drop_last)
 
     def samples(self, samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-        """The samples of the given global indices as a batch: gathered, moved and transformed, task by task."""
+        """The samples of the given global indices as a batch: gathered, moved and transformed, task by task.
+
+        Nothing here waits for the device: the copies to it do not block (``non_blocking``; from pageable memory
+        CUDA stages the data before returning, so the CPU tensors may go at once)."""
         task_of_sample = self.task_of_sample[samples]
         inputs = None
         for task_index in task_of_sample.unique().tolist():
             task = self.tasks[task_index]
             positions = (task_of_sample == task_index).nonzero().squeeze(1)
-            images = task.images[self.index_in_task[samples[positions]]].to(self.device)
+            images = task.images[self.index_in_task[samples[positions]]].to(self.device, non_blocking=True)
             transformed = task.transform(images, generator=self.generator)
             if inputs is None:
                 inputs = transformed.new_empty((len(samples), *transformed.shape[1:]))
-            inputs[positions.to(self.device)] = transformed
+            inputs[positions.to(self.device, non_blocking=True)] = transformed
         if inputs is None:  # no samples
             inputs = torch.empty(0, device=self.device)
-        targets = self.targets[samples].to(self.device)
+        targets = self.targets[samples].to(self.device, non_blocking=True)
         task_names = [self.tasks[index].name for index in task_of_sample.tolist()]
         return inputs, targets, task_names
