@@ -1,4 +1,4 @@
-"""The project's rooms import only downwards: driver, benchmarks → experiment → agents, dataloaders → evaluation →
+"""The project's rooms import only downwards: benchmarks → driver → experiment → agents, dataloaders → evaluation →
 models → utils.
 
 Every import statement of every module (inside functions too) is read with ``ast``."""
@@ -11,7 +11,7 @@ from conftest import REPO_ROOT
 
 MAY_IMPORT: Dict[str, Set[str]] = {
     "iBatchLearn": {"experiment", "agents", "dataloaders", "evaluation", "models", "utils"},
-    "benchmarks": {"experiment", "agents", "dataloaders", "evaluation", "models", "utils"},
+    "benchmarks": {"iBatchLearn", "experiment", "agents", "dataloaders", "evaluation", "models", "utils"},
     "experiment": {"agents", "dataloaders", "evaluation", "models", "utils"},
     "agents": {"evaluation", "models", "utils"},
     "dataloaders": {"evaluation", "utils"},
