@@ -20,8 +20,7 @@ the exit status is 1 when a step did not pass. Peak GPU memory is recorded per s
 
 ``--device cpu`` rehearses the same steps on the CPU with smaller sizes (280 s budget; the 20-task run with 20 train
 and 10 test images a class; the benchmark's ``--quick`` sizes; ``torch.compile`` without code generation); ``--quick``
-makes every step as small as it gets (2 tasks, two of the tests, one agent's syncs, benchmark rows 1-2), for the
-test suite.
+makes every step as small as it gets (2 tasks, one agent's syncs, benchmark rows 1-2), for the test suite.
 """
 import argparse
 import dataclasses

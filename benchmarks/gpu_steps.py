@@ -6,8 +6,8 @@ A step writes what it has measured to ``FILE`` (JSON) as it goes, so that a step
 its numbers; it fails by raising. On CUDA each adds ``peak_gpu_memory_mb`` (``torch.cuda.max_memory_allocated``).
 
 - ``environment``: the device's name, driver and memory, the library versions.
-- ``tests``: ``pytest tests/test_cuda_path.py``: on a GPU its tests on CUDA (and the two that check the simulation),
-  on the CPU those on the simulated device; counts by device, failures by name.
+- ``tests``: ``pytest tests/test_cuda_path.py -k "not simulated"``: its tests on CUDA (none on the CPU) and the two
+  that check the simulation; counts by device, failures by name.
 - ``syncs``: host-device syncs of a few training steps of SVDNet and three baselines on the device, by where they
   come from (``benchmarks.syncs.CudaSyncs``; on the CPU there are none to count: ``null``).
 - ``run_20_tasks``: a 20-task CIFAR-100-shaped run of ``iBatchLearn.py`` (one epoch a task) on ``--variant`` device
@@ -39,8 +39,9 @@ from utils.files import atomic_json_dump
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_MODULE = os.path.join("tests", "test_cuda_path.py")
-QUICK_TESTS = "simulation_catches or batches_are_made"
-"""The tests ``--quick`` runs (the GPU check's own rehearsal in the test suite)."""
+TESTS = "not simulated"
+"""The tests run: on a GPU those on CUDA, and the two that check the simulation itself (the test suite runs the
+simulated ones; on the CPU, these two are all)."""
 
 Report = Callable[[dict], None]
 """Merges a step's findings so far into its JSON file."""
@@ -109,9 +110,8 @@ def junit_counts(path: str) -> dict:
 def tests(options: StepOptions, report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="gpu-check-tests-") as folder:
         xml = os.path.join(folder, "junit.xml")
-        chosen = QUICK_TESTS if options.quick else "not simulated" if options.device.type == "cuda" else None
         command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST_MODULE, "--junitxml", xml,
-                   *(["-k", chosen] if chosen else [])]
+                   "-k", TESTS]
         finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
         print(finished.stdout[-3000:], finished.stderr[-3000:], sep="\n", file=sys.stderr)
         if not os.path.exists(xml):
@@ -150,7 +150,8 @@ def sync_sites(syncs: List[Sync]) -> Dict[str, int]:
 
 def syncs_of_training(agent_type: str, agent_name: str, model_type: str, model_name: str, options: StepOptions,
                       recorder) -> dict:
-    """Two tasks of two epochs on the device (CIFAR-100-shaped images, augmented on the device, batch 64): the syncs
+    """Two tasks of two epochs of 5 batches on the device (CIFAR-100-shaped images, augmented on the device, batch 64;
+    on the CPU 2 batches, with ``--quick`` one epoch): the syncs
     made inside the training steps (``observe``), while making their batches (``TaskLoader.samples``), and between
     steps (the NaN watch's read at each epoch's end, the end of each task), by where they come from."""
     from agents import agent_class
@@ -165,6 +166,7 @@ def syncs_of_training(agent_type: str, agent_name: str, model_type: str, model_n
     own = {name: value for name, value in (("memory_size", 64), ("reg_coef", 0.5))
            if name in {field.name for field in dataclasses.fields(cls.Settings)}}
     epochs = 1 if options.quick else 2
+    batches = 5 if options.device.type == "cuda" else 2
     agent = cls(model, cls.Settings(schedule=[epochs], print_freq=10 ** 9, device=str(options.device), **own))
     where: Dict[int, str] = {}
     """Which part of training each recorded sync came from, by its position in ``recorder.syncs``."""
@@ -186,7 +188,7 @@ def syncs_of_training(agent_type: str, agent_name: str, model_type: str, model_n
         TaskLoader.samples = marking("making_batches", samples)
         with recorder:
             for task in ("1", "2"):
-                loader = TaskLoader(synthetic_task(task, (2 if options.quick else 5) * BATCH_SIZE, augment=True,
+                loader = TaskLoader(synthetic_task(task, batches * BATCH_SIZE, augment=True,
                                                    seed=int(task)), BATCH_SIZE, shuffle=True, device=options.device,
                                     generator=torch.Generator().manual_seed(int(task)))
                 agent.learn_task(task, loader)
