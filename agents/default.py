@@ -12,6 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batchnorm_statistics
+from agents.loss_watch import LossWatch
 from agents.model_size import dense_size_mb
 from agents.optim import check_optimizer, make_optimizer
 from models.deployable import task_network
@@ -72,14 +73,6 @@ class EpochReport:
     """``(global step, {term: value})``."""
 
 
-def check_finite(terms: Dict[str, torch.Tensor], task: str, epoch: int, iteration: int) -> None:
-    """Stop with a message naming where and which loss term became NaN or infinite."""
-    if not bool(torch.isfinite(terms["loss"])):
-        bad = [name for name, value in terms.items() if name != "loss" and not bool(torch.isfinite(value))]
-        raise UserError(f"the loss became {float(terms['loss'])} at task {task}, epoch {epoch + 1}, iteration "
-                        f"{iteration + 1} (bad term: {', '.join(bad) or 'loss'}): lower --lr or the loss weights")
-
-
 def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]]:
     """``(task, indices)`` for each task present in a batch; ``indices`` is None when the batch is one task."""
     if len(set(tasks)) == 1:
@@ -88,6 +81,11 @@ def task_groups(tasks: Sequence[str]) -> List[Tuple[str, Optional[torch.Tensor]]
     for index, task in enumerate(tasks):
         groups[task].append(index)
     return [(task, torch.tensor(indices)) for task, indices in groups.items()]
+
+
+def to_device(indices: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """CPU ``indices`` on the device of ``like``, copied without making the CPU wait for the device."""
+    return indices.to(like.device, non_blocking=True)
 
 
 class NormalNN:
@@ -197,7 +195,8 @@ class NormalNN:
         ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
         ``on_epoch(report)`` is called after every epoch, when ``training_state`` can be saved to continue from there.
         After ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
-        The seconds it took go to ``task_seconds``.
+        The seconds it took go to ``task_seconds``. A NaN or infinite loss stops it with a ``UserError`` naming the
+        step (``LossWatch``: checked every ``print_freq`` steps and at the end of each epoch, before ``on_epoch``).
         """
         resume, self.resume_point = self.resume_point, None
         if resume is not None and resume["task"] != task:
@@ -216,13 +215,14 @@ class NormalNN:
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
             report = EpochReport(task, epoch + 1)
+            watch = LossWatch()  # NaN and infinity are caught on the device: no step waits for the GPU
             self.model.train()
             for iteration, (inputs, targets, tasks) in enumerate(train_loader):
-                terms = self.observe(inputs, targets, tasks)
-                check_finite(terms, task, epoch, iteration)
+                watch.step(self.observe(inputs, targets, tasks), iteration)
                 self.global_step += 1
                 if self.global_step % self.settings.print_freq == 0:
-                    report.losses.append((self.global_step, {name: float(value) for name, value in terms.items()}))
+                    report.losses.append((self.global_step, watch.check(task, epoch)))
+            watch.check(task, epoch)
             self.scheduler.step()
             self.epochs_done = epoch + 1
             if on_epoch is not None:
@@ -291,7 +291,7 @@ class NormalNN:
         """``(indices, logits)`` for each task present in a batch: its samples' features (``indices`` None: the
         whole batch) through that task's head."""
         for task, indices in task_groups(tasks):
-            head_features = features if indices is None else features[indices.to(features.device)]
+            head_features = features if indices is None else features[to_device(indices, features)]
             yield indices, self.head_logits(head_features, task)
 
     def classification_loss(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
@@ -299,7 +299,7 @@ class NormalNN:
         features = self.training_features(inputs.contiguous(memory_format=self.memory_format))
         loss = features.new_zeros((), dtype=torch.float32)
         for indices, logits in self.task_logits(features, tasks):
-            head_targets = targets if indices is None else targets[indices.to(targets.device)]
+            head_targets = targets if indices is None else targets[to_device(indices, targets)]
             loss = loss + F.cross_entropy(logits, head_targets, reduction="sum")
         return loss / len(targets)
 
@@ -352,16 +352,16 @@ class NormalNN:
         correct, seen = 0, 0
         for inputs, targets, tasks in loader:
             for task, indices in task_groups(tasks):
-                task_inputs = inputs if indices is None else inputs[indices.to(inputs.device)]
-                task_targets = targets if indices is None else targets[indices.to(targets.device)]
+                task_inputs = inputs if indices is None else inputs[to_device(indices, inputs)]
+                task_targets = targets if indices is None else targets[to_device(indices, targets)]
                 if task not in networks:
                     networks[task] = self.task_network(task)
                 logits = self.network_logits(networks[task], task, task_inputs)
-                correct += int((logits.argmax(1) == task_targets).sum())
+                correct = correct + (logits.argmax(1) == task_targets).sum()  # on the device: read once, below
                 seen += len(task_targets)
         if seen == 0:
             raise UserError("the evaluation set is empty")
-        return 100.0 * correct / seen
+        return 100.0 * int(correct) / seen
 
     # --- outputs ------------------------------------------------------------------------------------------
     def units_added(self) -> Dict[int, List[int]]:

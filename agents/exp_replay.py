@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from agents.default import NormalNN, NormalNNSettings, task_groups
+from agents.default import NormalNN, NormalNNSettings, task_groups, to_device
 from agents.regularization import EWC, L2, MAS, SI
 from models.multihead import MultiHeadNet
 from utils.errors import UserError
@@ -66,7 +66,7 @@ class EpisodicMemory(NormalNN):
             for task, indices in task_groups(slot["tasks"]):
                 inputs, targets = slot["inputs"], slot["targets"]
                 if indices is not None:
-                    inputs, targets = inputs[indices.to(inputs.device)], targets[indices.to(targets.device)]
+                    inputs, targets = inputs[to_device(indices, inputs)], targets[to_device(indices, targets)]
                 stored.append((task, inputs, targets))
         return stored
 

@@ -51,25 +51,29 @@ class TaskLoader:
 
     def with_inputs(self, extra: Sequence[Tuple[str, torch.Tensor, torch.Tensor]]) -> "TaskLoader":
         """The same loader over ``extra`` samples, given as ``(task name, network inputs, targets)`` (a rehearsal
-        memory: transformed already, they are used as they are), followed by this loader's own."""
-        memory = [TaskData(name, inputs, targets, ready_inputs) for name, inputs, targets in extra]
+        memory: transformed already, they are used as they are), followed by this loader's own. Like every task's
+        samples they are held on the CPU (copied there once, from wherever they are) and batches go to ``device``."""
+        memory = [TaskData(name, inputs.cpu(), targets.cpu(), ready_inputs) for name, inputs, targets in extra]
         return TaskLoader(memory + self.tasks, self.batch_size, self.shuffle, self.device, self.generator,
                           self.drop_last)
 
     def samples(self, samples: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
-        """The samples of the given global indices as a batch: gathered, moved and transformed, task by task."""
+        """The samples of the given global indices as a batch: gathered, moved and transformed, task by task.
+
+        Nothing here waits for the device: the copies to it do not block (``non_blocking``; from pageable memory
+        CUDA stages the data before returning, so the CPU tensors may go at once)."""
         task_of_sample = self.task_of_sample[samples]
         inputs = None
         for task_index in task_of_sample.unique().tolist():
             task = self.tasks[task_index]
             positions = (task_of_sample == task_index).nonzero().squeeze(1)
-            images = task.images[self.index_in_task[samples[positions]]].to(self.device)
+            images = task.images[self.index_in_task[samples[positions]]].to(self.device, non_blocking=True)
             transformed = task.transform(images, generator=self.generator)
             if inputs is None:
                 inputs = transformed.new_empty((len(samples), *transformed.shape[1:]))
-            inputs[positions.to(self.device)] = transformed
+            inputs[positions.to(self.device, non_blocking=True)] = transformed
         if inputs is None:  # no samples
             inputs = torch.empty(0, device=self.device)
-        targets = self.targets[samples].to(self.device)
+        targets = self.targets[samples].to(self.device, non_blocking=True)
         task_names = [self.tasks[index].name for index in task_of_sample.tolist()]
         return inputs, targets, task_names

@@ -1,8 +1,10 @@
 """Batched image transforms on uint8 tensors: augmentation, scaling, normalisation, pixel permutation.
 
-The whole batch is transformed at once on whatever device holds it, so the data loader does no per-sample Python work.
-The augmentation reproduces torchvision's ``RandomCrop(H, padding=p)`` followed by ``RandomHorizontalFlip()`` and
-``ToTensor()`` exactly, sample by sample; with p = 0 it is ``RandomHorizontalFlip()`` alone.
+The whole batch is transformed at once on whatever device holds it, so the data loader does no per-sample Python work;
+what goes there from the CPU (the random draws, the normalisation) is copied without blocking, so a transform never
+makes the CPU wait for the device. The augmentation reproduces torchvision's ``RandomCrop(H, padding=p)`` followed by
+``RandomHorizontalFlip()`` and ``ToTensor()`` exactly, sample by sample; with p = 0 it is ``RandomHorizontalFlip()``
+alone.
 """
 from dataclasses import dataclass
 from typing import List, Optional, Tuple, Union
@@ -26,10 +28,10 @@ def crop_and_flip(images: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torc
     batch_size, channels, height, width = images.shape
     padded = F.pad(images, (padding, padding, padding, padding))
     device = images.device
-    rows = offsets_y.to(device)[:, None] + torch.arange(height, device=device)
+    rows = offsets_y.to(device, non_blocking=True)[:, None] + torch.arange(height, device=device)
     columns = torch.arange(width, device=device).expand(batch_size, width)
-    columns = torch.where(flips.to(device)[:, None], columns.flip(1), columns)
-    columns = offsets_x.to(device)[:, None] + columns
+    columns = torch.where(flips.to(device, non_blocking=True)[:, None], columns.flip(1), columns)
+    columns = offsets_x.to(device, non_blocking=True)[:, None] + columns
     samples = torch.arange(batch_size, device=device)
     channel_indices = torch.arange(channels, device=device)
     return padded[samples[:, None, None, None], channel_indices[None, :, None, None], rows[:, None, :, None],
@@ -59,11 +61,11 @@ class BatchTransform:
         inputs = images.float() / 255
         if self.to_rgb:
             inputs = inputs.expand(-1, 3, -1, -1)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=inputs.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=inputs.device).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1).to(inputs.device, non_blocking=True)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1).to(inputs.device, non_blocking=True)
         inputs = (inputs - mean) / std
         if self.permutation is not None:
-            values = inputs.reshape(inputs.shape[0], -1)[:, self.permutation.to(inputs.device)]
+            values = inputs.reshape(inputs.shape[0], -1)[:, self.permutation.to(inputs.device, non_blocking=True)]
             inputs = values.view(inputs.shape)
         return inputs
 

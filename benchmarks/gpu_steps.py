@@ -1,0 +1,311 @@
+"""The steps of the GPU check, each run in its own process by ``benchmarks.gpu_check`` (so that a step can be stopped
+at its time limit, and a CUDA error, which spoils its process, spoils only its step):
+``python -m benchmarks.gpu_steps STEP --device cuda|cpu --out FILE [--quick] [--variant V] [--data DIR]``.
+
+A step writes what it has measured to ``FILE`` (JSON) as it goes, so that a step stopped at its limit still leaves
+its numbers; it fails by raising. On CUDA each adds ``peak_gpu_memory_mb`` (``torch.cuda.max_memory_allocated``).
+
+- ``environment``: the device's name, driver and memory, the library versions.
+- ``tests``: ``pytest tests/test_cuda_path.py -k "not simulated"``: its tests on CUDA (none on the CPU) and the two
+  that check the simulation; counts by device, failures by name.
+- ``syncs``: host-device syncs of a few training steps of SVDNet and three baselines on the device, by where they
+  come from (``benchmarks.syncs.CudaSyncs``; on the CPU there are none to count: ``null``).
+- ``run_20_tasks``: a 20-task CIFAR-100-shaped run of ``iBatchLearn.py`` (one epoch a task) on ``--variant`` device
+  (``device``: the check's, ``cpu``) over ``--data``, written by ``dataloaders.synthetic.write_cifar100``.
+- ``benchmark``: ``benchmarks.benchmark``'s rows under ``--variant`` ``plain``, ``amp`` or ``compile`` (rows 1-2
+  only with ``--quick``).
+"""
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from collections import Counter
+from typing import Callable, Dict, List
+
+import torch
+
+from benchmarks.syncs import CudaSyncs, Sync
+from utils.environment import device_name, git_commit
+from utils.files import atomic_json_dump
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_MODULE = os.path.join("tests", "test_cuda_path.py")
+TESTS = "not simulated"
+"""The tests run: on a GPU those on CUDA, and the two that check the simulation itself (the test suite runs the
+simulated ones; on the CPU, these two are all)."""
+
+Report = Callable[[dict], None]
+"""Merges a step's findings so far into its JSON file."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    device: torch.device
+    quick: bool
+    variant: str
+    data: str
+
+
+# ---------------------------------------------------------------- environment
+
+
+def driver_version() -> str:
+    """The NVIDIA driver's version (``nvidia-smi``), else the CUDA version the driver supports (libcuda)."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30, check=True)
+        return smi.stdout.splitlines()[0].strip()
+    import ctypes
+    version = ctypes.c_int()
+    ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version))
+    return f"CUDA driver API {version.value // 1000}.{version.value % 1000 // 10} (no nvidia-smi)"
+
+
+def environment(options: StepOptions, report: Report) -> None:
+    record = {"torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+              "cpu_count": os.cpu_count(), "git_commit": git_commit(), "device": options.device.type,
+              "device_name": device_name(options.device), "cudnn": None, "driver": None}
+    if options.device.type == "cuda":
+        properties = torch.cuda.get_device_properties(options.device)
+        record.update(cudnn=torch.backends.cudnn.version(), driver=driver_version(), gpu_count=torch.cuda.device_count(),
+                      capability=f"{properties.major}.{properties.minor}",
+                      memory_gb=round(properties.total_memory / 1e9, 1))
+    report(record)
+
+
+# ---------------------------------------------------------------- the CUDA tests
+
+
+def junit_counts(path: str) -> dict:
+    """Outcomes of a pytest JUnit XML report: counts overall and by device (``[simulated-...]``, ``[cuda-...]``),
+    the failed tests with their messages' first lines."""
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    by_device: Dict[str, Counter] = {}
+    failures = []
+    for case in ElementTree.parse(path).getroot().iter("testcase"):
+        outcome = "passed"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = "failed"
+                failures.append({"test": case.get("name"), "message": (child.get("message") or "").splitlines()[:1]})
+            elif child.tag == "skipped":
+                outcome = "skipped"
+        counts[outcome] += 1
+        name = case.get("name", "")  # test[simulated-...] or test[cuda-...]; the unparametrized ones simulate
+        device = name.split("[", 1)[1].split("-", 1)[0].rstrip("]") if "[" in name else "simulated"
+        by_device.setdefault(device, Counter())[outcome] += 1
+    return {**counts, "by_device": {device: dict(count) for device, count in by_device.items()},
+            "failures": failures}
+
+
+def tests(options: StepOptions, report: Report) -> None:
+    with tempfile.TemporaryDirectory(prefix="gpu-check-tests-") as folder:
+        xml = os.path.join(folder, "junit.xml")
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST_MODULE, "--junitxml", xml,
+                   "-k", TESTS]
+        finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+        print(finished.stdout[-3000:], finished.stderr[-3000:], sep="\n", file=sys.stderr)
+        if not os.path.exists(xml):
+            raise RuntimeError(f"pytest wrote no report (exit status {finished.returncode})")
+        counts = junit_counts(xml)
+    report({"tests": counts})
+    if finished.returncode != 0:
+        raise RuntimeError(f"{counts['failed']} CUDA test(s) failed: "
+                           f"{', '.join(failure['test'] for failure in counts['failures'])}")
+
+
+# ---------------------------------------------------------------- syncs per training step
+
+
+SYNC_AGENTS = [("SVDNet", "SVDNet", "customnet_SVD", "Net_SVD"), ("default", "NormalNN", "customnet", "Net"),
+               ("exp_replay", "Naive_Rehearsal", "customnet", "Net"), ("exp_replay", "GEM", "customnet", "Net")]
+"""``(agent_type, agent_name, model_type, model_name)`` of the agents whose steps are counted."""
+
+
+class NoSyncs:
+    """The CPU never waits for a device: nothing to record (``CudaSyncs``' interface)."""
+
+    def __init__(self):
+        self.syncs: List[Sync] = []
+
+    def __enter__(self) -> "NoSyncs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def sync_sites(syncs: List[Sync]) -> Dict[str, int]:
+    return dict(Counter(sync.site for sync in syncs))
+
+
+def syncs_of_training(agent_type: str, agent_name: str, model_type: str, model_name: str, options: StepOptions,
+                      recorder) -> dict:
+    """Two tasks of two epochs of 5 batches on the device (CIFAR-100-shaped images, augmented on the device, batch 64;
+    on the CPU 2 batches, with ``--quick`` one epoch): the syncs
+    made inside the training steps (``observe``), while making their batches (``TaskLoader.samples``), and between
+    steps (the NaN watch's read at each epoch's end, the end of each task), by where they come from."""
+    from agents import agent_class
+    from dataloaders import TaskLoader
+    from benchmarks.benchmark import BATCH_SIZE, CLASSES_PER_TASK, synthetic_task
+    from models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(model_type, model_name)
+    model.add_heads({"1": CLASSES_PER_TASK, "2": CLASSES_PER_TASK})
+    cls = agent_class(agent_type, agent_name)
+    own = {name: value for name, value in (("memory_size", 64), ("reg_coef", 0.5))
+           if name in {field.name for field in dataclasses.fields(cls.Settings)}}
+    epochs = 1 if options.quick else 2
+    batches = 5 if options.device.type == "cuda" else 2
+    agent = cls(model, cls.Settings(schedule=[epochs], print_freq=10 ** 9, device=str(options.device), **own))
+    where: Dict[int, str] = {}
+    """Which part of training each recorded sync came from, by its position in ``recorder.syncs``."""
+    calls: Counter = Counter()
+
+    def marking(part: str, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def marked(*args, **kwargs):
+            calls[part] += 1
+            start = len(recorder.syncs)
+            result = function(*args, **kwargs)
+            where.update((index, part) for index in range(start, len(recorder.syncs)))
+            return result
+        return marked
+
+    agent.observe = marking("in_steps", agent.observe)
+    samples = TaskLoader.samples
+    try:
+        TaskLoader.samples = marking("making_batches", samples)
+        with recorder:
+            for task in ("1", "2"):
+                loader = TaskLoader(synthetic_task(task, batches * BATCH_SIZE, augment=True,
+                                                   seed=int(task)), BATCH_SIZE, shuffle=True, device=options.device,
+                                    generator=torch.Generator().manual_seed(int(task)))
+                agent.learn_task(task, loader)
+    finally:
+        TaskLoader.samples = samples
+    parts = {part: [sync for index, sync in enumerate(recorder.syncs) if where.get(index, "between_steps") == part]
+             for part in ("in_steps", "making_batches", "between_steps")}
+    in_step, steps = len(parts["in_steps"]) + len(parts["making_batches"]), calls["in_steps"]
+    return {"steps": steps, "epochs": 2 * epochs,
+            "per_step": in_step / steps if options.device.type == "cuda" else None,
+            **{part: sync_sites(found) for part, found in parts.items()}}
+
+
+def syncs(options: StepOptions, report: Report) -> None:
+    found = {}
+    for agent_type, agent_name, model_type, model_name in SYNC_AGENTS[:1] if options.quick else SYNC_AGENTS:
+        recorder = CudaSyncs() if options.device.type == "cuda" else NoSyncs()
+        found[agent_name] = syncs_of_training(agent_type, agent_name, model_type, model_name, options, recorder)
+        report({"syncs": found})
+
+
+# ---------------------------------------------------------------- a 20-task run
+
+
+def run_flags(data: str, gpuid: int, quick: bool) -> List[str]:
+    """The paper's CIFAR-100 setting, one epoch a task: 20 tasks of 5 classes (2 of 50 with ``quick``)."""
+    split = "50" if quick else "5"
+    return ["--dataset", "CIFAR100", "--dataroot", data, "--first_split_size", split, "--other_split_size", split,
+            "--model_type", "customnet_SVD", "--model_name", "Net_SVD", "--sparse_wt", "0.1", "-e", "0.00003",
+            "--grow_network", "--batch_size", "64", "--schedule", "1", "--repeat", "1", "--benchmark",
+            "--print_freq", "1000", "--gpuid", str(gpuid), "--exp_name", "gpu_check"]
+
+
+def run_20_tasks(options: StepOptions, report: Report) -> None:
+    """What ``iBatchLearn.py`` runs for ``run_flags``, in a temporary working directory."""
+    from experiment.builders import load_data
+    from experiment.config import prepare_run, read_config
+    from experiment.training import train
+
+    device = options.device if options.variant == "device" else torch.device("cpu")
+    gpuid = device.index if device.type == "cuda" else -1
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="gpu-check-run-") as folder:
+        os.chdir(folder)  # the run's results/, saves/ and runs/
+        try:
+            config = read_config(run_flags(options.data, gpuid, options.quick))
+            train(config, prepare_run(config), load_data(config.data))
+            with open(os.path.join("results", "gpu_check_sparse_wt0.1", "output_run0.json")) as file:
+                record = json.load(file)
+        finally:
+            os.chdir(previous)
+    matrix = record["acc_matrix"]
+    report({"run": {"device": str(device), "threads": torch.get_num_threads(), "acc": record["acc"],
+                    "avg_acc": record["avg_acc"], "seconds": record["seconds"], "model_size": record["model_size"],
+                    "zero_forgetting": all(row[task] == matrix[task][task] for row in matrix.values() for task in row),
+                    "acc_matrix": matrix}})
+
+
+# ---------------------------------------------------------------- the benchmark's rows
+
+
+def benchmark(options: StepOptions, report: Report) -> None:
+    """``benchmarks.benchmark``'s rows 1-4c (row 5, a whole run's peak memory, is the 20-task run's step), each
+    written as soon as measured. On a GPU: 20 timed steps, 20 batches an epoch, 320 images a task evaluated, best of
+    2 rounds (1 compiled); on the CPU the benchmark's ``--quick`` sizes, and ``torch.compile`` without code generation
+    (backend ``eager``)."""
+    from benchmarks import benchmark as rows
+
+    speed = rows.Speed(amp=options.variant == "amp", compile=options.variant == "compile")
+    if options.device.type == "cuda":
+        sizes = rows.Sizes(warmup_steps=3, steps=20, rounds=1 if speed.compile else 2,
+                           train_images=20 * rows.BATCH_SIZE, test_images=5 * rows.BATCH_SIZE)
+    else:
+        sizes = rows.QUICK
+        if speed.compile:
+            torch.compile = functools.partial(torch.compile, backend="eager")
+    device = options.device
+    found = {"variant": options.variant, "compile_backend": "eager" if speed.compile and device.type == "cpu" else
+             "inductor" if speed.compile else None, "sizes": dataclasses.asdict(sizes), "rows": {}}
+    measure = [lambda: rows.step_rates(device, speed, sizes),
+               lambda: {"train_path": rows.train_path_rate(device, speed, sizes, tasks_before=0)},
+               lambda: {"train_path_task20": rows.train_path_rate(device, speed, sizes, tasks_before=rows.TASKS - 1)},
+               lambda: {"eval_path": rows.eval_path_rate(device, speed, sizes)},
+               lambda: rows.evaluation_rates(device, speed, sizes)]
+    for row in measure[:1] if options.quick else measure:
+        found["rows"].update(row())
+        report({"benchmark": found})
+
+
+# ---------------------------------------------------------------- one step, in this process
+
+
+STEPS = {"environment": environment, "tests": tests, "syncs": syncs, "run_20_tasks": run_20_tasks,
+         "benchmark": benchmark}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="one step of the GPU check (benchmarks.gpu_check runs them)")
+    parser.add_argument("step", choices=list(STEPS))
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
+    parser.add_argument("--out", required=True, help="the step's JSON")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--variant", default="")
+    parser.add_argument("--data", default="")
+    args = parser.parse_args(argv)
+    options = StepOptions(torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu"), args.quick,
+                          args.variant, args.data)
+    found: dict = {}
+
+    def report(update: dict) -> None:
+        found.update(update)
+        if options.device.type == "cuda" and torch.cuda.is_initialized():
+            found["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(options.device) / 2 ** 20, 1)
+        atomic_json_dump(found, args.out)
+
+    STEPS[args.step](options, report)
+    report({})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

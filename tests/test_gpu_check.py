@@ -1,0 +1,42 @@
+"""``scripts/gpu_check.sh`` rehearsed on the CPU: the GPU check's every step runs (each in its own process), the JSON
+holds every field the GPU run fills, and a step that cannot run is recorded without stopping the others."""
+import json
+import os
+import subprocess
+import sys
+
+from helpers import REPO_ROOT
+
+FIELDS = {"device", "quick", "started", "seconds", "failed_steps", "steps", "environment", "tests", "syncs_per_step",
+          "syncs_note", "syncs", "run_20_tasks", "benchmark", "peak_gpu_memory_mb"}
+STEPS = ["environment", "run_20_tasks_cpu", "tests", "syncs", "run_20_tasks_device", "benchmark_plain",
+         "benchmark_amp", "benchmark_compile"]
+
+
+def gpu_check(tmp_path, *argv):
+    """Run the script on the CPU with ``--quick``: (exit status, printed table, the JSON)."""
+    out = tmp_path / "gpu_check.json"
+    result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "gpu_check.sh"), "--device", "cpu", "--quick",
+                             "--out", str(out), *argv], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "CACL_PYTHON": sys.executable})
+    return result.returncode, result.stdout, json.loads(out.read_text())
+
+
+def test_the_rehearsal_runs_every_step_and_fills_every_field(tmp_path):
+    status, table, record = gpu_check(tmp_path)
+    assert status == 0, table[-3000:]
+    assert set(record) == FIELDS and sorted(record["steps"]) == sorted(STEPS) and record["failed_steps"] == []
+    assert record["environment"]["torch"] and record["tests"]["failed"] == 0 and record["tests"]["passed"] == 2
+    assert record["syncs_per_step"] is None and record["syncs"]["SVDNet"]["steps"] > 0  # the CPU has no syncs
+    for variant in ("plain", "amp", "compile"):
+        assert record["benchmark"][variant]["rows"]["floor"]["ratio"] == 1.0
+    comparison = record["run_20_tasks"]["comparison"]
+    assert comparison["max_abs_diff"] == 0 and comparison["zero_forgetting_device"]  # two CPU runs of one seed
+    assert "GPU check on" in table and "svd_step" not in table and "Net_SVD step, CACL loss" in table
+
+
+def test_a_step_without_time_is_recorded_and_the_check_fails(tmp_path):
+    status, table, record = gpu_check(tmp_path, "--budget", "12")
+    assert status == 1 and record["steps"]["environment"]["status"] == "passed"
+    assert {step["status"] for key, step in record["steps"].items() if key != "environment"} == {"skipped"}
+    assert sorted(record["failed_steps"]) == sorted(STEPS[1:]) and "NOT PASSED" in table
