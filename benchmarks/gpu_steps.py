@@ -74,8 +74,8 @@ def environment(options: StepOptions, report: Report) -> None:
               "device_name": device_name(options.device), "cudnn": None, "driver": None}
     if options.device.type == "cuda":
         properties = torch.cuda.get_device_properties(options.device)
-        record.update(cudnn=torch.backends.cudnn.version(), driver=driver_version(), gpu_count=torch.cuda.device_count(),
-                      capability=f"{properties.major}.{properties.minor}",
+        record.update(cudnn=torch.backends.cudnn.version(), driver=driver_version(),
+                      gpu_count=torch.cuda.device_count(), capability=f"{properties.major}.{properties.minor}",
                       memory_gb=round(properties.total_memory / 1e9, 1))
     report(record)
 

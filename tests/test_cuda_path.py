@@ -25,6 +25,7 @@ import pytest
 import torch
 
 import agents.regularizers
+import experiment.config
 import iBatchLearn
 import models.vgg_16_bn
 from agents import agent_class, agent_types
@@ -169,7 +170,7 @@ def test_batches_are_made_on_the_device_without_a_sync(cuda):
 
 @pytest.mark.parametrize("agent_type, agent_name", AGENTS)
 def test_every_agent_trains_and_evaluates_on_the_device_without_syncs_in_its_steps(cuda, agent_type, agent_name):
-    agent = device_agent(agent_type, agent_name, grow_network=True, dataset="CIFAR100") \
+    agent = device_agent(agent_type, agent_name, grow_network=True, grow_to_mean=True) \
         if agent_type == "SVDNet" else device_agent(agent_type, agent_name)
     steps = watch_steps(agent, cuda)
     for task in ("1", "2"):
@@ -291,7 +292,7 @@ def test_the_driver_trains_and_evaluates_a_saved_model_on_the_device(cuda, workd
                                                                      monkeypatch):
     """``--gpuid 0`` end to end (two tasks), then ``--loadmodel`` of what it saved, on the device."""
     if isinstance(cuda, SimulatedCuda):
-        monkeypatch.setattr(iBatchLearn, "pick_device", lambda gpuid: CUDA)
+        monkeypatch.setattr(experiment.config, "pick_device", lambda gpuid: CUDA)
         monkeypatch.setattr("utils.environment.device_name", lambda device: "simulated")
     flags = ["--dataset", "CIFAR100", "--dataroot", cifar100_root, "--gpuid", "0", "--schedule", "1", "--repeat", "1",
              "--first_split_size", "50", "--other_split_size", "50", "--grow_network", "--benchmark",
