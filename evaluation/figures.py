@@ -128,8 +128,9 @@ def label_groups(sizes: Sequence[float], width: float) -> list:
 
 
 def accuracy_against_size(points: Sequence[Point], path: str) -> None:
-    """Average accuracy (± std over the repeats) against model size, one labelled point per experiment; labels of
-    points of about the same size are spread apart vertically, with a line to their point."""
+    """Average accuracy against model size, one labelled point per experiment, its error bar the 95% interval of the
+    mean (``Point.std`` where there is none); labels of points of about the same size are spread apart vertically,
+    with a line to their point."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for point in points:
@@ -147,5 +148,35 @@ def accuracy_against_size(points: Sequence[Point], path: str) -> None:
     axes.set_ylim(min(low, min(label_y, default=low)), max(high, max(label_y, default=high)))
     axes.set_xlabel("model size (MB)")
     axes.set_ylabel("average accuracy %")
-    axes.set_title("accuracy against model size (error bars: std over repeats)", fontsize=9)
+    axes.set_title("accuracy against model size (error bars: 95% interval of the mean over the repeats)", fontsize=9)
+    save(figure, path)
+
+
+@dataclass
+class Curve:
+    """One experiment on the figure against the tasks learnt: after each row of its accuracy matrix, the number of
+    tasks learnt, the average accuracy on them (%) and the model size (MB)."""
+
+    label: str
+    tasks_learnt: Sequence[int]
+    accuracy: Sequence[float]
+    size: Sequence[float]
+
+
+def over_tasks(curves: Sequence[Curve], path: str) -> None:
+    """Average accuracy on the tasks learnt so far (left) and model size (right) against the number of tasks
+    learnt, one line per experiment."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for curve in curves:
+        style = "o-" if len(curve.tasks_learnt) > 1 else "o"
+        left.plot(curve.tasks_learnt, curve.accuracy, style, markersize=3, label=curve.label)
+        right.plot(curve.tasks_learnt, curve.size, style, markersize=3, label=curve.label)
+    for axes, label in ((left, "average accuracy on the tasks learnt (%)"), (right, "model size (MB)")):
+        axes.set_xlabel("tasks learnt")
+        axes.set_ylabel(label)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    right.set_ylim(bottom=0)
+    right.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.suptitle("accuracy and size as the tasks are learnt (means over the repeats)", fontsize=9)
     save(figure, path)

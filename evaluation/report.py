@@ -8,8 +8,10 @@ accuracy matrix), ``components_<exp>.png`` (CACL: components kept per SVD layer 
 ``model_size_<exp>.png`` (size after each task against one dense model per task). A figure whose numbers the
 results do not hold (the published format has no accuracy matrix and no size per task) is skipped with a note.
 """
+import dataclasses
 import json
 import os
+import statistics
 import re
 import sys
 from dataclasses import dataclass, field
@@ -17,7 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from evaluation import figures
 from evaluation.metrics import bwt, forgetting
-from evaluation.results import PLACE_FLAGS, mean_and_std
+from evaluation.results import PLACE_FLAGS, interval_95, mean_and_std
+from models.multihead import ALL_TASKS
 from utils.errors import ArgumentParser, UserError, run_command
 from utils.files import atomic_write_bytes
 from utils.flags import format_values
@@ -151,6 +154,24 @@ def shared_prefix(experiments: Sequence[Experiment]) -> str:
     return common[:common.rfind("_") + 1]
 
 
+def over_tasks(experiment: Experiment) -> Optional[figures.Curve]:
+    """The experiment's average accuracy on the tasks learnt so far and its model size after each task, means over
+    the repeats of the k-th row of each one's accuracy matrix (the repeats learn the tasks in their own orders); the
+    tasks learnt after each row: k after the k-th, all of them after joint training. None without accuracy matrices
+    and sizes per task (the published format)."""
+    runs = [run for run in experiment.runs if "acc_matrix" in run and "model_size_after_task" in run]
+    if not runs:
+        return None
+    rows = [list(run["acc_matrix"]) for run in runs]
+    tasks = len(runs[0]["acc"])
+    learnt = [tasks if row == ALL_TASKS else number for number, row in enumerate(rows[0], start=1)]
+    accuracy = [statistics.fmean(statistics.fmean(run["acc_matrix"][names[k]].values())
+                                 for run, names in zip(runs, rows)) for k in range(len(learnt))]
+    size = [statistics.fmean(run["model_size_after_task"][names[k]] for run, names in zip(runs, rows))
+            for k in range(len(learnt))]
+    return figures.Curve(experiment.name, learnt, accuracy, size)
+
+
 def experiment_figures(experiment: Experiment, out: str) -> List[str]:
     """Draw the experiment's own figures into ``out``; returns their file names (what is missing goes to notes)."""
     drawn = []
@@ -188,31 +209,44 @@ def write_report(folders: Sequence[str], out: str) -> str:
     except OSError as error:
         raise UserError(f"--out {out}: cannot make the folder ({error.strerror})") from None
     flags, swept = differing_flags(experiments), swept_flags(experiments)
-    rows, points, sections = [], [], []
+    prefix = shared_prefix(experiments)
+    rows, points, curves, sections = [], [], [], []
     for experiment in experiments:
         accuracy = over_repeats(experiment, "avg_acc", "std_acc", lambda run: run["avg_acc"])
+        interval = interval_95([run["avg_acc"] for run in experiment.runs])
         size = over_repeats(experiment, "model_size", "std_model_size", lambda run: run["model_size"])
         stats = [accuracy, over_repeats(experiment, "bwt", "std_bwt", from_matrix(bwt, "bwt")),
                  over_repeats(experiment, "forgetting", "std_forgetting", from_matrix(forgetting, "forgetting"))]
         seconds = over_repeats(experiment, "seconds", "std_seconds", lambda run: run.get("seconds"))
         rows.append([experiment.name, method(experiment, swept), flags.get(experiment.name, "") or "—",
-                     *map(format_stat, stats), format_stat((size[0], None), 3), format_stat((seconds[0], None), 0)])
+                     format_stat(stats[0]), "n/a" if interval is None else f"± {interval:.2f}",
+                     *map(format_stat, stats[1:]), format_stat((size[0], None), 3),
+                     format_stat((seconds[0], None), 0)])
         if accuracy[0] is not None and size[0] is not None:
-            points.append(figures.Point(experiment.name[len(shared_prefix(experiments)):], size[0], accuracy[0],
-                                        accuracy[1]))
+            points.append(figures.Point(experiment.name[len(prefix):], size[0], accuracy[0],
+                                        interval if interval is not None else accuracy[1]))
+        curve = over_tasks(experiment)
+        if curve is not None:
+            curves.append(dataclasses.replace(curve, label=curve.label[len(prefix):]))
         drawn = experiment_figures(experiment, out)
         sections.append(f"### {experiment.name}\n\n" + "\n".join(f"![{name}]({name})" for name in drawn)
                         + "".join(f"\n\n*Note: {note}.*" for note in experiment.notes))
     figures.accuracy_against_size(points, os.path.join(out, "accuracy_vs_size.png"))
-    header = ["experiment", "method", "flags that differ", "accuracy %", "BWT", "forgetting", "size MB", "time s"]
+    overview = ["![accuracy against model size](accuracy_vs_size.png)", ""]
+    if curves:
+        figures.over_tasks(curves, os.path.join(out, "over_tasks.png"))
+        overview += ["![accuracy and size against the tasks learnt](over_tasks.png)", ""]
+    header = ["experiment", "method", "flags that differ", "accuracy %", "95% interval", "BWT", "forgetting",
+              "size MB", "time s"]
     table = [header, ["---"] * len(header), *rows]
     summary = "\n".join([
         "# Results summary", "",
-        "Accuracy: average over the tasks after the last one, mean ± std over the repeats. BWT: final accuracy minus "
-        "the accuracy right after learning each earlier task; forgetting: best earlier accuracy minus the final one "
-        "(percentage points, mean ± std). Time: seconds of training per repeat.", "",
+        "Accuracy: average over the tasks after the last one, mean ± std over the repeats, and the half-width of the "
+        "95% confidence interval of the mean (Student's t over the repeats; n/a for one repeat). BWT: final accuracy "
+        "minus the accuracy right after learning each earlier task; forgetting: best earlier accuracy minus the final "
+        "one (percentage points, mean ± std). Time: seconds of training per repeat.", "",
         *("| " + " | ".join(cells) + " |" for cells in table), "",
-        "![accuracy against model size](accuracy_vs_size.png)", "",
+        *overview,
         "## Each experiment", "", "\n\n".join(sections), ""])
     atomic_write_bytes(summary.encode(), os.path.join(out, SUMMARY))
     return summary

@@ -1,7 +1,10 @@
 """Results of a run and of a whole experiment: the published JSON files and the table the driver prints."""
+import math
 import os
 import statistics
 from typing import Mapping, Optional, Sequence, Tuple
+
+import scipy.stats
 
 from evaluation.metrics import AccuracyMatrix, average_accuracy, bwt, final_accuracies, forgetting
 from utils.files import atomic_json_dump
@@ -113,6 +116,14 @@ def mean_and_std(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Op
     if not values or any(value is None for value in values):
         return None, None
     return statistics.fmean(values), statistics.pstdev(values)
+
+
+def interval_95(values: Sequence[float]) -> Optional[float]:
+    """Half-width of the 95% confidence interval of the mean of ``values`` (independent repeats):
+    ``t₀.₉₇₅,ₙ₋₁ · s / √n``, with ``s`` the sample standard deviation (Student's t); None for fewer than two."""
+    if len(values) < 2:
+        return None
+    return float(scipy.stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def metric_means(runs: Sequence[Mapping]) -> dict:

@@ -10,7 +10,9 @@ import pytest
 import iBatchLearn
 from helpers import QUICK, REPO_ROOT
 from evaluation.figures import label_groups, spread
+from evaluation.report import Experiment, over_tasks
 from evaluation.report import main as report_main
+from evaluation.results import interval_95
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TWO_TASKS = [*QUICK, "--batch_size", "10", "--first_split_size", "5", "--other_split_size", "5"]
@@ -54,7 +56,7 @@ def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs,
     assert [Path(folder).name for folder in folders] == ["cacl_sparse_wt0.1", "ewc_reg_coef1.0", "ewc_reg_coef10.0"]
     assert report_main([*folders, "--out", str(tmp_path / "report")]) == 0
     out = tmp_path / "report"
-    expected = {"summary.md", "accuracy_vs_size.png", "components_cacl_sparse_wt0.1.png",
+    expected = {"summary.md", "accuracy_vs_size.png", "over_tasks.png", "components_cacl_sparse_wt0.1.png",
                 *(f"{kind}_{name}.png" for kind in ("accuracy_matrix", "model_size")
                   for name in ("cacl_sparse_wt0.1", "ewc_reg_coef1.0", "ewc_reg_coef10.0"))}
     assert {path.name for path in out.iterdir()} == expected
@@ -67,10 +69,11 @@ def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs,
     row = summary_row(summary, "cacl_sparse_wt0.1")
     assert row[1] == "SVDNet" and "--sparse_wt 0.1" in row[2] and "--model_name Net_SVD" in row[2]
     assert row[3] == f"{final['avg_acc']:.2f} ± {final['std_acc']:.2f}"
-    assert row[4:6] == ["0.00 ± 0.00", "0.00 ± 0.00"] and row[6] == f"{final['model_size']:.3f}"
+    assert row[4] == f"± {interval_95(final['all_avg_acc']):.2f}"
+    assert row[5:7] == ["0.00 ± 0.00", "0.00 ± 0.00"] and row[7] == f"{final['model_size']:.3f}"
     ewc = summary_row(summary, "ewc_reg_coef10.0")
     assert ewc[1] == "EWC" and "--reg_coef 10.0" in ewc[2] and "--sparse_wt" not in ewc[2]
-    assert summary_row(summary, "ewc_reg_coef1.0")[4] != "n/a"
+    assert summary_row(summary, "ewc_reg_coef1.0")[5] != "n/a" and ewc[4] == "n/a"  # one repeat: no interval
     assert "| cacl_sparse_wt0.1 |" in capsys.readouterr().out
 
 
@@ -84,7 +87,7 @@ def test_report_on_results_in_the_published_format_skips_what_they_do_not_hold(f
     summary = (out / "summary.md").read_text()
     row = summary_row(summary, "SVDNet_Test_sparse_wt0.1")
     assert row[1] == "SVDNet (no flags recorded)" and row[3] == "72.60 ± 0.00"
-    assert row[4:8] == ["n/a", "n/a", "13.033", "n/a"]
+    assert row[4:9] == ["n/a", "n/a", "n/a", "13.033", "n/a"]
     assert "no acc_matrix (published format)" in summary and "no model_size_after_task" in summary
 
 
@@ -123,3 +126,23 @@ def test_spread_keeps_order_and_gap_and_leaves_spaced_labels_alone():
 
 def test_label_groups_join_points_of_about_the_same_size_only():
     assert label_groups([1.6, 5.7, 1.6, 7.9, 1.7, 6.0], 0.5) == [[0, 2, 4], [1, 5], [3]]
+
+
+def test_the_95_percent_interval_is_students_t_over_the_repeats():
+    """n = 3: t₀.₉₇₅,₂ = 4.302652729911275 (tables), s = 1 for [1, 2, 3]: half-width 4.3027 / √3."""
+    assert interval_95([1.0, 2.0, 3.0]) == pytest.approx(4.302652729911275 / 3 ** 0.5, rel=1e-9)
+    assert interval_95([5.0]) is None and interval_95([]) is None
+
+
+def test_the_curve_over_the_tasks_averages_the_kth_row_of_each_repeat():
+    """Two repeats learning the tasks in other orders: the k-th point is the mean of their k-th rows."""
+    runs = [{"acc": {"1": 0, "2": 0}, "acc_matrix": {"1": {"1": 90.0}, "2": {"1": 70.0, "2": 80.0}},
+             "model_size_after_task": {"1": 1.0, "2": 2.0}},
+            {"acc": {"2": 0, "1": 0}, "acc_matrix": {"2": {"2": 60.0}, "1": {"2": 50.0, "1": 100.0}},
+             "model_size_after_task": {"2": 3.0, "1": 5.0}}]
+    curve = over_tasks(Experiment("x", runs, {}))
+    assert curve.tasks_learnt == [1, 2]
+    assert curve.accuracy == pytest.approx([(90 + 60) / 2, (75 + 75) / 2]) and curve.size == [2.0, 3.5]
+    joint = over_tasks(Experiment("j", [{"acc": {"1": 0, "2": 0}, "acc_matrix": {"All": {"1": 80.0, "2": 90.0}},
+                                         "model_size_after_task": {"All": 1.5}}], {}))
+    assert joint.tasks_learnt == [2] and joint.accuracy == [85.0]
