@@ -14,8 +14,9 @@ from typing import Any, List, Mapping, Optional
 import torch
 
 from agents import LoopSettings, agent_class, flag_groups
-from dataloaders import DATASET_CLASSES, DATASETS, MULTIDATASET, split_boundaries
-from models import model_builders
+from dataloaders import DATASET_CLASSES, DATASETS, IMAGE_FOLDER, MULTIDATASET, SEQUENCE, read_sequence_spec
+from dataloaders import split_boundaries
+from models import feature_positions, model_builders
 from utils.errors import ArgumentParser, UserError
 from utils.flags import add_flags, at_least_zero, check_flags, flag, format_values, from_flags, positive, swept_flags
 from utils.runtime import configure_cudnn, pick_device
@@ -33,9 +34,15 @@ def off_or_positive(value) -> bool:
 class DataSpec:
     """The task sequence: which data, split how."""
 
-    dataset: str = flag("CIFAR10", "CIFAR10, CIFAR100, MNIST, FashionMNIST, miniImageNet, or multidataset (the "
-                                   "5-dataset sequence)")
-    dataroot: str = flag("data", "directory holding the datasets")
+    dataset: str = flag("CIFAR10", "CIFAR10, CIFAR100, MNIST, FashionMNIST, miniImageNet, multidataset (the "
+                                   "5-dataset sequence), ImageFolder (your own images: --dataroot holds train/<class>/ "
+                                   "and test/<class>/) or sequence (your own sequence of datasets, one task each: "
+                                   "--dataroot is its JSON spec)")
+    dataroot: str = flag("data", "directory holding the datasets (ImageFolder: the image folder; sequence: the spec "
+                                 "file)")
+    image_size: int = flag(32, "side of the square images an ImageFolder (alone or in a sequence) is resized to "
+                               "(84: the 84×84 network); known datasets keep their own", valid=positive,
+                           requirement="must be positive")
     n_permutation: int = flag(0, "> 0: that many permuted-pixel tasks instead of class splits",
                               valid=off_or_positive, requirement=OFF_OR_POSITIVE)
     first_split_size: int = flag(5, "classes in the first task")
@@ -50,9 +57,11 @@ class DataSpec:
                                   requirement=OFF_OR_POSITIVE)
 
     def __post_init__(self):
-        if self.dataset not in (*DATASETS, MULTIDATASET):
-            raise UserError(f"unknown dataset {self.dataset!r}: choose one of "
-                            f"{', '.join((*DATASETS, MULTIDATASET))}")
+        names = (*DATASETS, MULTIDATASET, IMAGE_FOLDER, SEQUENCE)
+        if self.dataset not in names:
+            raise UserError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(names)}")
+        if self.dataset == SEQUENCE:
+            read_sequence_spec(self.dataroot, self.image_size)
         if self.dataset in DATASET_CLASSES and self.n_permutation == 0:
             split_boundaries(DATASET_CLASSES[self.dataset], self.first_split_size, self.other_split_size)
         if self.no_class_remap and self.n_permutation == 0 and self.force_out_dim <= 0:
@@ -198,8 +207,7 @@ class Config:
             check_flags(spec, flags)
         for _, _, settings in flag_groups():
             check_flags(settings, flags, own=True)
-        data, model, method, protocol, run, searches = (from_flags(spec, flags) for _, spec in SHARED_FLAGS[:-1])
-        config = cls(data, model, method, protocol, run, searches, dict(flags))
+        config = cls(*(from_flags(spec, flags) for _, spec in SHARED_FLAGS[:-1]), dict(flags))
         config.check()
         return config
 
@@ -207,6 +215,8 @@ class Config:
         """The rules between the objects."""
         method = self.method.cls
         method.check_model(self.model.model_type, self.model.model_name)
+        if self.data.dataset in (IMAGE_FOLDER, SEQUENCE):
+            feature_positions(self.model.model_type, self.data.image_size)
         if self.protocol.incremental_class and self.data.force_out_dim <= 0:
             raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of "
                             "classes (and --no_class_remap to keep the dataset's labels)")
