@@ -1,11 +1,13 @@
 """The command line's flags as typed objects: the door every run goes through.
 
 Each shared flag is a field of the dataclass it becomes (``DataSpec``, ``ModelSpec``, ``MethodChoice``,
-``Protocol``, ``RunOptions``, ``Searches``); each method's own flags are its ``Settings``' fields (``agents``).
+``Protocol``, ``RunOptions``, ``Searches``, ``Dashboards``); each method's own flags are its ``Settings``' fields
+(``agents``).
 ``command_line`` builds the parser from them, ``Config.from_flags`` checks every value and builds the objects, and
 no ``argparse.Namespace`` goes further than that: the rest of the project takes a :class:`Config`.
 """
 import argparse
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
@@ -161,6 +163,25 @@ class Searches:
 
 
 @dataclass(frozen=True)
+class Dashboards:
+    """Where a run's numbers go besides its results folder (which always holds its CSV logs): Weights & Biases, one
+    run per experiment and repeat (``evaluation.loggers.WandbLogger``; needs ``pip install wandb``)."""
+
+    wandb_project: Optional[str] = flag(None, "log every run (experiment, repeat) to this Weights & Biases project")
+    wandb_entity: Optional[str] = flag(None, "the W&B user or team the project belongs to (default: your own)")
+    wandb_group: Optional[str] = flag(None, "the W&B group of the runs (default: the sweep's name for the jobs of a "
+                                            "cluster sweep, else --exp_name)")
+
+    def __post_init__(self):
+        if (self.wandb_entity or self.wandb_group) and not self.wandb_project:
+            raise UserError("--wandb_entity and --wandb_group say where the runs of --wandb_project go: give "
+                            "--wandb_project too")
+        if self.wandb_project and importlib.util.find_spec("wandb") is None:
+            raise UserError("--wandb_project logs to Weights & Biases, which is not installed: pip install wandb (or "
+                            "pip install -e '.[wandb]')")
+
+
+@dataclass(frozen=True)
 class Compatibility:
     """Flags of the published scripts that nothing here reads (data stays in memory; the rest CACL never used)."""
 
@@ -172,7 +193,7 @@ class Compatibility:
 
 SHARED_FLAGS = (("data and tasks", DataSpec), ("model", ModelSpec), ("method", MethodChoice),
                 ("protocol", Protocol), ("run", RunOptions), ("searches (--debug)", Searches),
-                ("accepted for compatibility, unused", Compatibility))
+                ("dashboards", Dashboards), ("accepted for compatibility, unused", Compatibility))
 """The flags every run has, by ``--help`` group; each method's own follow (``agents.flag_groups``)."""
 
 
@@ -196,6 +217,7 @@ class Config:
     protocol: Protocol
     run: RunOptions
     searches: Searches
+    dashboards: Dashboards
     flags: Mapping[str, Any]
 
     @classmethod

@@ -301,6 +301,7 @@ BAD = {
     "spec-mixed-sizes": (lambda f, t: None, "spec:miniImageNet",
                          ["mixes image sizes", "entry 2 (miniImageNet) 84×84"]),
     "spec-folder-without-test": (lambda f, t: remove(f / "test"), "spec:folder", ["{folder}/test is missing"]),
+    "wandb_entity-without-project": (lambda f, t: None, ["--wandb_entity", "me"], ["give --wandb_project too"]),
 }
 
 
@@ -323,3 +324,12 @@ def test_a_bad_folder_or_spec_is_one_line_and_writes_nothing(case, tmp_path, fol
         assert fragment.format(**names) in err
     assert list(workdir.iterdir()) == [] and not cache.exists()
 
+
+def test_wandb_without_the_package_is_one_line_naming_the_install(folder, workdir, capsys, monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
+    status, _, err = run_driver(capsys, *QUICK, "--dataset", "ImageFolder", "--dataroot", folder,
+                                "--first_split_size", "2", "--other_split_size", "2", "--wandb_project", "p")
+    assert status == 2 and err.count("\n") == 1 and "pip install wandb" in err
+    assert list(workdir.iterdir()) == []
