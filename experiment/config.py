@@ -165,11 +165,11 @@ class Searches:
 @dataclass(frozen=True)
 class Dashboards:
     """Where a run's numbers go besides its results folder (which always holds its CSV logs): Weights & Biases, one
-    run per experiment and repeat (``evaluation.loggers.WandbLogger``; needs ``pip install wandb``)."""
+    run per experiment and repeat (needs pip install wandb)."""
 
     wandb_project: Optional[str] = flag(None, "log every run (experiment, repeat) to this Weights & Biases project")
-    wandb_entity: Optional[str] = flag(None, "the W&B user or team the project belongs to (default: your own)")
-    wandb_group: Optional[str] = flag(None, "the W&B group of the runs (default: the sweep's name for the jobs of a "
+    wandb_entity: Optional[str] = flag(None, "the W&B user or team the project belongs to (None: W&B's default)")
+    wandb_group: Optional[str] = flag(None, "the W&B group of the runs (None: the sweep's name for the jobs of a "
                                             "cluster sweep, else --exp_name)")
 
     def __post_init__(self):
