@@ -136,9 +136,11 @@ class Sweep:
         return os.path.join(self.directory, "logs")
 
     def job_config(self, config: Config) -> Config:
-        """``config`` as the sweep's jobs run it: their W&B runs grouped by ``--wandb_group``, else by the sweep's
-        name (its directory's)."""
+        """``config`` as the sweep's jobs run it: with ``--wandb_project``, their W&B runs grouped by
+        ``--wandb_group``, else by the sweep's name (its directory's)."""
         dashboards = config.dashboards
+        if not dashboards.wandb_project:
+            return config
         group = dashboards.wandb_group or os.path.basename(self.directory)
         return replace(config, dashboards=replace(dashboards, wandb_group=group))
 
