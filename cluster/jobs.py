@@ -135,6 +135,15 @@ class Sweep:
         """submitit's folder."""
         return os.path.join(self.directory, "logs")
 
+    def job_config(self, config: Config) -> Config:
+        """``config`` as the sweep's jobs run it: with ``--wandb_project``, their W&B runs grouped by
+        ``--wandb_group``, else by the sweep's name (its directory's)."""
+        dashboards = config.dashboards
+        if not dashboards.wandb_project:
+            return config
+        group = dashboards.wandb_group or os.path.basename(self.directory)
+        return replace(config, dashboards=replace(dashboards, wandb_group=group))
+
     def check_same(self, config: Config) -> None:
         """Resubmitting needs the flags this sweep was submitted with (those that change what is computed)."""
         differ = settings_differences(run_settings(self.flags), config.flags)

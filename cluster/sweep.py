@@ -95,8 +95,9 @@ def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
         return
     sweep.save()  # first: a submission the scheduler refuses leaves a sweep to submit again, not a stray folder
     executor = make_executor(options.cluster, sweep.logs, resources, f"cacl-{config.run.exp_name}", JOB_SETUP)
+    job_config = sweep.job_config(config)
     handles = submit_jobs(executor, options.cluster, [
-        SweepJob(config, job.index, job.repeat, sweep.job_directory(job), sweep.workdir, resources.max_requeues)
+        SweepJob(job_config, job.index, job.repeat, sweep.job_directory(job), sweep.workdir, resources.max_requeues)
         for job in todo])
     for job, handle in zip(todo, handles):
         job.cluster, job.job_id = options.cluster, handle.job_id

@@ -8,9 +8,9 @@ the grey ones repeated to 3 channels by their transform. Each member is normalis
 notMNIST is read from the ``notMNIST.zip`` published with the Adversarial Continual Learning code (members
 ``notMNIST/{Train,Test}/<letter>/*.png``) or from that archive extracted; SVHN from the official
 ``{train,test}_32x32.mat`` (MATLAB v5: ``X`` uint8 32×32×3×N, ``y`` N×1 with 10 meaning digit 0). The other members
-come from the readers of :mod:`dataloaders.datasets`.
+come from the readers of :mod:`dataloaders.datasets`. The sequence itself is the spec of these five members
+(``dataloaders.sequence.multidataset_tasks``).
 """
-import dataclasses
 import io
 import logging
 import os
@@ -27,7 +27,6 @@ from torchvision.datasets.utils import download_url
 
 from dataloaders.datasets import (CIFAR10, DATASET_INPUTS, MNIST, MNIST_PADDING, FashionMNIST, ImageSet,
                                   read_checked)
-from dataloaders.splits import TaskData
 from dataloaders.transforms import BatchTransform
 from utils.errors import UserError
 
@@ -44,6 +43,9 @@ NORMALISATION = {
 
 NUM_CLASSES = 10
 """Classes of every member, hence outputs of every task's head."""
+
+MEMBER_SIZE = 32
+"""The side of every member's images (the 28×28 ones zero-padded)."""
 
 
 # --- notMNIST (PNGs in the published zip) -------------------------------------------------------------------------
@@ -210,22 +212,3 @@ MEMBERS: Dict[str, Callable[[str], Tuple[ImageSet, ImageSet]]] = {
 }
 """The (train, test) reader of each member, in task order."""
 
-
-def multidataset_tasks(dataroot: str) -> Tuple[Dict[str, TaskData], Dict[str, TaskData], Dict[str, int]]:
-    """Tasks "1" … "5": task i is the whole i-th dataset of :data:`MEMBERS`, labels 0–9 as read.
-
-    Each task's transform normalises with its member's :data:`NORMALISATION` and never augments;
-    ``task_output_space[name]`` is 10. Returns ``(train_splits, test_splits, task_output_space)``.
-    """
-    train_splits, test_splits, task_output_space = {}, {}, {}
-    for task, (member, load) in enumerate(MEMBERS.items(), start=1):
-        name = str(task)
-        train_set, test_set = load(dataroot)
-        mean, std = NORMALISATION[member]
-        transform = dataclasses.replace(train_set.transform, mean=mean, std=std, augment=False)
-        train_splits[name] = TaskData(name, train_set.images, train_set.labels, transform)
-        test_splits[name] = TaskData(name, test_set.images, test_set.labels, transform)
-        task_output_space[name] = NUM_CLASSES
-        log.info("task %s: %s, %d train and %d test images", name, member, len(train_set.labels),
-                 len(test_set.labels))
-    return train_splits, test_splits, task_output_space

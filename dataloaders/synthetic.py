@@ -15,6 +15,7 @@ rule) separates the classes well above chance, even under random crops.
 - notMNIST (``notMNIST.zip``): 28×28 greyscale PNGs ``notMNIST/{Train,Test}/<A..J>/<name>.png``.
 - SVHN (``SVHN/``): ``train_32x32.mat``, ``test_32x32.mat`` (MATLAB v5) with ``X`` (uint8 32×32×3×N) and ``y``
   (N×1, 1 … 10, where 10 is the digit 0).
+- an image folder (``--dataset ImageFolder``): PNGs ``{train,test}/<class>/<index>.png``.
 
 The CIFAR pickles are written as Python 2's cPickle wrote the originals (protocol 2, strings as byte strings), so they
 load as the originals do: with ``encoding="latin1"`` keys are ``str`` (torchvision), with ``encoding="bytes"`` they
@@ -26,7 +27,7 @@ import os
 import pickle
 import struct
 import zipfile
-from typing import List, Union
+from typing import List, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 import scipy.io
@@ -210,3 +211,29 @@ def write_multidataset(root: str) -> str:
     write_svhn_mat(root, seed=4)
     write_mnist_idx(root, folder_name="FashionMNIST", n_train=50, n_test=20, seed=5)
     return root
+
+
+def write_image_folder(root: str, splits: Mapping[str, Tuple[np.ndarray, np.ndarray]],
+                       class_names: Sequence[str]) -> str:
+    """Write ``<root>/<split>/<class name>/<index>.png`` for each split's ``(images, labels)``: uint8 images (N, C,
+    H, W), C 1 (grey) or 3, each named by its zero-padded index in its split; return ``root``."""
+    for split, (images, labels) in splits.items():
+        for name in class_names:
+            os.makedirs(os.path.join(root, split, name), exist_ok=True)
+        for index, (image, label) in enumerate(zip(images, labels)):
+            picture = Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0))
+            picture.save(os.path.join(root, split, class_names[label], f"{index:05d}.png"))
+    return root
+
+
+def write_synthetic_image_folder(root: str, num_classes: int = 3, n_train_per_class: int = 6,
+                                 n_test_per_class: int = 2, size: int = 32, channels: int = 3, seed: int = 0) -> str:
+    """Write an image folder of ``num_classes`` classes (``class_0``, ...) of ``size``×``size`` images with
+    ``channels`` channels; return ``root``."""
+    rng = np.random.default_rng(seed)
+    labels = {"train": _balanced_labels(num_classes, n_train_per_class, rng),
+              "test": _balanced_labels(num_classes, n_test_per_class, rng)}
+    images = class_images(np.concatenate([labels["train"], labels["test"]]), channels, size, size // 4, rng)
+    splits = {"train": (images[:len(labels["train"])], labels["train"]),
+              "test": (images[len(labels["train"]):], labels["test"])}
+    return write_image_folder(root, splits, [f"class_{index}" for index in range(num_classes)])

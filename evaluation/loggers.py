@@ -1,9 +1,22 @@
 """Loggers: each turns the numbers a run produces (loss terms every ``--print_freq`` steps, accuracies after each
-task) into one kind of output. They only format; nothing here trains or evaluates."""
+task, the results at the end) into one kind of output. They only format; nothing here trains or evaluates.
+
+A logger whose output must continue across an interruption says where it stands (``state``, saved in every
+checkpoint) and is built again from it by the resumed run.
+"""
+import csv
+import io
 import logging
-from typing import Mapping, Sequence
+import os
+import re
+import secrets
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
+
+from models.multihead import ALL_TASKS
+from utils.errors import UserError
+from utils.files import atomic_write_bytes, write_error
 
 log = logging.getLogger("training")
 
@@ -11,14 +24,25 @@ log = logging.getLogger("training")
 class Logger:
     """Does nothing; subclasses write somewhere."""
 
+    name = ""
+    """The key of its ``state`` in a checkpoint."""
+
     def log_losses(self, task: str, epoch: int, step: int, terms: Mapping[str, float]) -> None:
         """Loss terms at optimizer step ``step`` (global), in epoch ``epoch`` (1-based) of ``task``."""
 
-    def log_accuracies(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
-        """Accuracy (%) of each task evaluated after ``label`` (e.g. "task 3"), the ``step``-th evaluation."""
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+        """Accuracy (%) of each task evaluated once ``row`` was learnt (a row of the accuracy matrix: a task's name,
+        or ``All`` after joint training), the ``step``-th evaluation, and the model's size (MB) then."""
 
-    def close(self) -> None:
-        pass
+    def log_results(self, record: Mapping[str, Any]) -> None:
+        """The run's results record (``output_run<r>.json``), once every task is learnt."""
+
+    def state(self) -> Dict[str, Any]:
+        """Where its output stands, for a resumed run to continue it (empty: nothing to continue)."""
+        return {}
+
+    def close(self, completed: bool) -> None:
+        """The run ends, ``completed`` or stopped (an error, an interruption)."""
 
 
 class TextLogger(Logger):
@@ -28,7 +52,8 @@ class TextLogger(Logger):
         log.info("task %s epoch %d step %d: %s", task, epoch, step,
                  ", ".join(f"{name} {value:.4f}" for name, value in terms.items()))
 
-    def log_accuracies(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+        label = "joint training" if row == ALL_TASKS else f"task {row}"
         log.info("after %s: %s", label, ", ".join(f"{task} {acc:.2f}" for task, acc in accuracies.items()))
 
 
@@ -42,28 +67,175 @@ class TensorBoardLogger(Logger):
         for name, value in terms.items():
             self.writer.add_scalar(f"train/{name}", value, step)
 
-    def log_accuracies(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
         for task, accuracy in accuracies.items():
             self.writer.add_scalar(f"accuracy/task_{task}", accuracy, step)
 
-    def close(self) -> None:
+    def close(self, completed: bool) -> None:
         self.writer.close()
 
 
+class CSVTable:
+    """A CSV file of rows under a header: an existing file's first ``rows`` data rows are kept (a resumed run's),
+    the rest dropped; rows are appended as they come, and a row with a new column rewrites the file under the wider
+    header (a cell a row lacks stays empty)."""
+
+    def __init__(self, path: str, columns: Sequence[str], rows: int):
+        self.path, self.columns, self.rows = path, list(columns), []
+        if rows and os.path.isfile(path):
+            with open(path, newline="", encoding="utf-8") as stream:
+                reader = csv.DictReader(stream)
+                self.columns = list(reader.fieldnames or self.columns)
+                self.rows = [row for _, row in zip(range(rows), reader)]
+        self.rewrite()
+
+    def text(self, rows: Sequence[Mapping[str, Any]], header: bool) -> str:
+        stream = io.StringIO()
+        writer = csv.DictWriter(stream, self.columns, lineterminator="\n")
+        if header:
+            writer.writeheader()
+        writer.writerows(rows)
+        return stream.getvalue()
+
+    def rewrite(self) -> None:
+        atomic_write_bytes(self.text(self.rows, header=True).encode(), self.path)
+
+    def append(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.rows.extend(rows)
+        new = [column for row in rows for column in row if column not in self.columns]
+        if new:
+            self.columns.extend(dict.fromkeys(new))
+            self.rewrite()
+            return
+        try:
+            with open(self.path, "a", encoding="utf-8") as stream:
+                stream.write(self.text(rows, header=False))
+        except OSError as error:
+            raise write_error(self.path, error) from None
+
+
+class CSVLogger(Logger):
+    """A run's numbers as two CSV files in its experiment's results folder ``directory``, for pandas or a
+    spreadsheet:
+
+    - ``eval_results_run<r>.csv``: one row per evaluation, ``repeat, task_trained, task_evaluated, accuracy,
+      model_size`` (accuracy in %; the model's size in MB once ``task_trained`` was learnt, ``All`` after joint
+      training);
+    - ``training_results_run<r>.csv``: one row per logged step (every ``--print_freq``), ``repeat, task, epoch,
+      step`` and each loss term, a column each in the order they first appear (empty where a step has not that one).
+
+    Its state is each file's number of rows: a resumed run cuts them back to its checkpoint's, and the steps trained
+    again append theirs, so the files end as an uninterrupted run's.
+    """
+
+    name = "csv"
+    COLUMNS = {"eval": ("repeat", "task_trained", "task_evaluated", "accuracy", "model_size"),
+               "training": ("repeat", "task", "epoch", "step")}
+
+    def __init__(self, directory: str, repeat: int, state: Optional[Mapping[str, Any]] = None):
+        self.repeat = repeat
+        rows = (state or {}).get("rows", {})
+        self.tables = {kind: CSVTable(os.path.join(directory, f"{kind}_results_run{repeat}.csv"), columns,
+                                      rows.get(kind, 0)) for kind, columns in self.COLUMNS.items()}
+
+    def log_losses(self, task: str, epoch: int, step: int, terms: Mapping[str, float]) -> None:
+        self.tables["training"].append([{"repeat": self.repeat, "task": task, "epoch": epoch, "step": step,
+                                         **terms}])
+
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+        self.tables["eval"].append([{"repeat": self.repeat, "task_trained": row, "task_evaluated": task,
+                                     "accuracy": accuracy, "model_size": model_size}
+                                    for task, accuracy in accuracies.items()])
+
+    def state(self) -> Dict[str, Any]:
+        return {"rows": {kind: len(table.rows) for kind, table in self.tables.items()}}
+
+
+class WandbLogger(Logger):
+    """One Weights & Biases run (``wandb.init`` in ``project`` of ``entity``, in ``group``, shown as ``title``) with
+    ``config`` as its config:
+
+    - the loss terms of every logged step, ``train/<term>`` against ``train/step`` (with ``train/epoch`` and
+      ``train/task``);
+    - after each task (``task_trained``), each task's accuracy ``accuracy/task_<name>`` and the model size
+      ``model_size`` (MB) against ``tasks_learnt``;
+    - at the end, the accuracy matrix as the table ``accuracy_matrix`` (``task_trained, task_evaluated, accuracy,
+      model_size``) and in the summary the final ``avg_acc``, ``bwt``, ``forgetting``, ``model_size`` and
+      ``dense_models_size``.
+
+    Its state is the run's id, drawn when the run starts (its title made safe, and 8 random hex digits): a resumed
+    run continues the same W&B run (``resume="allow"``); the steps trained again after a resume are logged again.
+    ``wandb`` is imported here, so that the rest of the project runs without it; a run W&B refuses to start (not
+    logged in, no network) is a one-line error.
+    """
+
+    name = "wandb"
+
+    def __init__(self, project: str, entity: Optional[str], group: Optional[str], title: str,
+                 config: Mapping[str, Any], state: Optional[Mapping[str, Any]] = None):
+        import wandb
+
+        self.run_id = (state or {}).get("id") or f"{re.sub(r'[^A-Za-z0-9_-]+', '-', title)}-{secrets.token_hex(4)}"
+        try:
+            self.run = wandb.init(project=project, entity=entity, group=group, name=title, id=self.run_id,
+                                  resume="allow")
+        except wandb.errors.Error as error:
+            raise UserError(f"--wandb_project {project}: W&B cannot start the run {self.run_id}: "
+                            f"{' '.join(str(error).split())} (or set WANDB_MODE=offline to log into ./wandb/ and "
+                            f"`wandb sync` later)") from None
+        self.run.config.update(dict(config), allow_val_change=True)
+        self.run.define_metric("train/step")
+        self.run.define_metric("train/*", step_metric="train/step")
+        self.run.define_metric("tasks_learnt")
+        for metric in ("accuracy/*", "model_size"):
+            self.run.define_metric(metric, step_metric="tasks_learnt")
+        self.wandb = wandb
+
+    def log_losses(self, task: str, epoch: int, step: int, terms: Mapping[str, float]) -> None:
+        self.run.log({"train/step": step, "train/epoch": epoch, "train/task": task,
+                      **{f"train/{name}": value for name, value in terms.items()}})
+
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+        self.run.log({"tasks_learnt": step, "task_trained": row, "model_size": model_size,
+                      **{f"accuracy/task_{task}": accuracy for task, accuracy in accuracies.items()}})
+
+    def log_results(self, record: Mapping[str, Any]) -> None:
+        sizes = record["model_size_after_task"]
+        rows = [[trained, evaluated, accuracy, sizes[trained]] for trained, accuracies in record["acc_matrix"].items()
+                for evaluated, accuracy in accuracies.items()]
+        table = self.wandb.Table(columns=list(CSVLogger.COLUMNS["eval"][1:]), data=rows)
+        self.run.log({"accuracy_matrix": table})
+        self.run.summary.update({key: record[key] for key in ("avg_acc", "bwt", "forgetting", "model_size",
+                                                              "dense_models_size")})
+
+    def state(self) -> Dict[str, Any]:
+        return {"id": self.run_id}
+
+    def close(self, completed: bool) -> None:
+        self.run.finish(exit_code=0 if completed else 1)
+
+
 class Loggers(Logger):
-    """Several loggers as one."""
+    """Several loggers as one; its state holds each one's, under its ``name``."""
 
     def __init__(self, loggers: Sequence[Logger]):
-        self.loggers = list(loggers)
+        self.loggers: List[Logger] = list(loggers)
 
     def log_losses(self, task: str, epoch: int, step: int, terms: Mapping[str, float]) -> None:
         for logger in self.loggers:
             logger.log_losses(task, epoch, step, terms)
 
-    def log_accuracies(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
         for logger in self.loggers:
-            logger.log_accuracies(label, step, accuracies)
+            logger.log_accuracies(row, step, accuracies, model_size)
 
-    def close(self) -> None:
+    def log_results(self, record: Mapping[str, Any]) -> None:
         for logger in self.loggers:
-            logger.close()
+            logger.log_results(record)
+
+    def state(self) -> Dict[str, Any]:
+        return {logger.name: logger.state() for logger in self.loggers if logger.state()}
+
+    def close(self, completed: bool) -> None:
+        for logger in self.loggers:
+            logger.close(completed)

@@ -12,7 +12,7 @@ from utils.files import atomic_json_dump
 RESULTS_DIR = "results"
 
 PLACE_FLAGS = ("resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot", "benchmark",
-               "checkpoint_interval")
+               "checkpoint_interval", "wandb_project", "wandb_entity", "wandb_group")
 """Flags that say where and how verbosely a run executes, not what it computes: a resumed run may give them
 differently, and a report never lists them as differing."""
 

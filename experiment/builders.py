@@ -6,7 +6,8 @@ from typing import Dict, List, Mapping, Optional
 import torch
 
 from agents import NormalNN
-from dataloaders import MULTIDATASET, PermutedGen, SplitGen, first_samples, load_dataset, multidataset_tasks
+from dataloaders import IMAGE_FOLDER, MULTIDATASET, SEQUENCE, PermutedGen, SplitGen, first_samples, load_dataset
+from dataloaders import multidataset_tasks, read_image_folder, read_sequence_spec, scan_image_folder, sequence_tasks
 from dataloaders import split_boundaries
 from experiment.config import Config, DataSpec, Experiment
 from experiment.protocols import TaskStream
@@ -15,11 +16,23 @@ from models.multihead import ALL_TASKS
 from utils.files import read_state
 
 
+FIXED_TASKS = (MULTIDATASET, SEQUENCE)
+"""``--dataset`` names whose tasks are fixed (one dataset each), not split by the flags."""
+
+
 def load_data(data: DataSpec):
-    """The dataset's train and test sets, or the five fixed tasks of the 5-dataset sequence; split sizes that do not
-    fit the classes read are a one-line error."""
+    """The dataset's train and test sets, or the fixed tasks of a sequence (the 5-dataset one or a spec's); split
+    sizes that do not fit the classes read are a one-line error, for an image folder before any image is
+    decoded."""
     if data.dataset == MULTIDATASET:
         return multidataset_tasks(data.dataroot)
+    if data.dataset == SEQUENCE:
+        return sequence_tasks(read_sequence_spec(data.dataroot, data.image_size), data.image_size)
+    if data.dataset == IMAGE_FOLDER:
+        listing = scan_image_folder(data.dataroot)
+        if data.n_permutation == 0:
+            split_boundaries(len(listing.classes), data.first_split_size, data.other_split_size)
+        return read_image_folder(listing, data.image_size, data.train_aug)
     loaded = load_dataset(data.dataset, data.dataroot, data.train_aug)
     if data.n_permutation == 0:
         split_boundaries(loaded[0].num_classes, data.first_split_size, data.other_split_size)
@@ -27,8 +40,8 @@ def load_data(data: DataSpec):
 
 
 def task_splits(data: DataSpec, loaded):
-    """Class splits, permutations, or the 5-dataset sequence's fixed tasks."""
-    if data.dataset == MULTIDATASET:
+    """Class splits, permutations, or a sequence's fixed tasks."""
+    if data.dataset in FIXED_TASKS:
         return loaded
     train_set, test_set = loaded
     remap = not data.no_class_remap

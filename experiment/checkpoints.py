@@ -71,7 +71,8 @@ class Position:
 
     @classmethod
     def from_dict(cls, saved: dict) -> "Position":
-        progress = Progress(**{name: saved[name] for name in (f.name for f in fields(Progress))})
+        """The inverse of ``to_dict``; a field of ``progress`` an older checkpoint lacks keeps its default."""
+        progress = Progress(**{name: saved[name] for name in (f.name for f in fields(Progress)) if name in saved})
         return cls(saved["experiment"], saved["repeat"], saved["finished"], saved["runs"], progress)
 
 

@@ -1,11 +1,13 @@
 """The command line's flags as typed objects: the door every run goes through.
 
 Each shared flag is a field of the dataclass it becomes (``DataSpec``, ``ModelSpec``, ``MethodChoice``,
-``Protocol``, ``RunOptions``, ``Searches``); each method's own flags are its ``Settings``' fields (``agents``).
+``Protocol``, ``RunOptions``, ``Searches``, ``Dashboards``); each method's own flags are its ``Settings``' fields
+(``agents``).
 ``command_line`` builds the parser from them, ``Config.from_flags`` checks every value and builds the objects, and
 no ``argparse.Namespace`` goes further than that: the rest of the project takes a :class:`Config`.
 """
 import argparse
+import importlib.util
 import logging
 import os
 from dataclasses import dataclass, field
@@ -14,8 +16,9 @@ from typing import Any, List, Mapping, Optional
 import torch
 
 from agents import LoopSettings, agent_class, flag_groups
-from dataloaders import DATASET_CLASSES, DATASETS, MULTIDATASET, split_boundaries
-from models import model_builders
+from dataloaders import DATASET_CLASSES, DATASETS, IMAGE_FOLDER, MULTIDATASET, SEQUENCE, read_sequence_spec
+from dataloaders import split_boundaries
+from models import feature_positions, model_builders
 from utils.errors import ArgumentParser, UserError
 from utils.flags import add_flags, at_least_zero, check_flags, flag, format_values, from_flags, positive, swept_flags
 from utils.runtime import configure_cudnn, pick_device
@@ -33,9 +36,15 @@ def off_or_positive(value) -> bool:
 class DataSpec:
     """The task sequence: which data, split how."""
 
-    dataset: str = flag("CIFAR10", "CIFAR10, CIFAR100, MNIST, FashionMNIST, miniImageNet, or multidataset (the "
-                                   "5-dataset sequence)")
-    dataroot: str = flag("data", "directory holding the datasets")
+    dataset: str = flag("CIFAR10", "CIFAR10, CIFAR100, MNIST, FashionMNIST, miniImageNet, multidataset (the "
+                                   "5-dataset sequence), ImageFolder (your own images: --dataroot holds train/<class>/ "
+                                   "and test/<class>/) or sequence (your own sequence of datasets, one task each: "
+                                   "--dataroot is its JSON spec)")
+    dataroot: str = flag("data", "directory holding the datasets (ImageFolder: the image folder; sequence: the spec "
+                                 "file)")
+    image_size: int = flag(32, "side of the square images an ImageFolder (alone or in a sequence) is resized to "
+                               "(84: the 84×84 network); known datasets keep their own", valid=positive,
+                           requirement="must be positive")
     n_permutation: int = flag(0, "> 0: that many permuted-pixel tasks instead of class splits",
                               valid=off_or_positive, requirement=OFF_OR_POSITIVE)
     first_split_size: int = flag(5, "classes in the first task")
@@ -50,9 +59,11 @@ class DataSpec:
                                   requirement=OFF_OR_POSITIVE)
 
     def __post_init__(self):
-        if self.dataset not in (*DATASETS, MULTIDATASET):
-            raise UserError(f"unknown dataset {self.dataset!r}: choose one of "
-                            f"{', '.join((*DATASETS, MULTIDATASET))}")
+        names = (*DATASETS, MULTIDATASET, IMAGE_FOLDER, SEQUENCE)
+        if self.dataset not in names:
+            raise UserError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(names)}")
+        if self.dataset == SEQUENCE:
+            read_sequence_spec(self.dataroot, self.image_size)
         if self.dataset in DATASET_CLASSES and self.n_permutation == 0:
             split_boundaries(DATASET_CLASSES[self.dataset], self.first_split_size, self.other_split_size)
         if self.no_class_remap and self.n_permutation == 0 and self.force_out_dim <= 0:
@@ -152,6 +163,25 @@ class Searches:
 
 
 @dataclass(frozen=True)
+class Dashboards:
+    """Where a run's numbers go besides its results folder (which always holds its CSV logs): Weights & Biases, one
+    run per experiment and repeat (needs pip install wandb)."""
+
+    wandb_project: Optional[str] = flag(None, "log every run (experiment, repeat) to this Weights & Biases project")
+    wandb_entity: Optional[str] = flag(None, "the W&B user or team the project belongs to (None: W&B's default)")
+    wandb_group: Optional[str] = flag(None, "the W&B group of the runs (None: the sweep's name for the jobs of a "
+                                            "cluster sweep, else --exp_name)")
+
+    def __post_init__(self):
+        if (self.wandb_entity or self.wandb_group) and not self.wandb_project:
+            raise UserError("--wandb_entity and --wandb_group say where the runs of --wandb_project go: give "
+                            "--wandb_project too")
+        if self.wandb_project and importlib.util.find_spec("wandb") is None:
+            raise UserError("--wandb_project logs to Weights & Biases, which is not installed: pip install wandb (or "
+                            "pip install -e '.[wandb]')")
+
+
+@dataclass(frozen=True)
 class Compatibility:
     """Flags of the published scripts that nothing here reads (data stays in memory; the rest CACL never used)."""
 
@@ -163,7 +193,7 @@ class Compatibility:
 
 SHARED_FLAGS = (("data and tasks", DataSpec), ("model", ModelSpec), ("method", MethodChoice),
                 ("protocol", Protocol), ("run", RunOptions), ("searches (--debug)", Searches),
-                ("accepted for compatibility, unused", Compatibility))
+                ("dashboards", Dashboards), ("accepted for compatibility, unused", Compatibility))
 """The flags every run has, by ``--help`` group; each method's own follow (``agents.flag_groups``)."""
 
 
@@ -187,6 +217,7 @@ class Config:
     protocol: Protocol
     run: RunOptions
     searches: Searches
+    dashboards: Dashboards
     flags: Mapping[str, Any]
 
     @classmethod
@@ -198,8 +229,7 @@ class Config:
             check_flags(spec, flags)
         for _, _, settings in flag_groups():
             check_flags(settings, flags, own=True)
-        data, model, method, protocol, run, searches = (from_flags(spec, flags) for _, spec in SHARED_FLAGS[:-1])
-        config = cls(data, model, method, protocol, run, searches, dict(flags))
+        config = cls(*(from_flags(spec, flags) for _, spec in SHARED_FLAGS[:-1]), dict(flags))
         config.check()
         return config
 
@@ -207,6 +237,8 @@ class Config:
         """The rules between the objects."""
         method = self.method.cls
         method.check_model(self.model.model_type, self.model.model_name)
+        if self.data.dataset in (IMAGE_FOLDER, SEQUENCE):
+            feature_positions(self.model.model_type, self.data.image_size)
         if self.protocol.incremental_class and self.data.force_out_dim <= 0:
             raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of "
                             "classes (and --no_class_remap to keep the dataset's labels)")

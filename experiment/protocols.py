@@ -22,13 +22,15 @@ log = logging.getLogger(__name__)
 class Progress:
     """How far a repeat has come: its tasks in training order, the tasks finished (for ``learn_jointly``, 1 once the
     joint task is done), the accuracy matrix measured so far, the model size (MB) after each of its rows, and the
-    agents' training states at the last checkpoint (none: the repeat has not started)."""
+    agents' training states and the loggers' states (``Logger.state``: where their outputs stand) at the last
+    checkpoint (no agents: the repeat has not started)."""
 
     task_order: List[str] = field(default_factory=list)
     tasks_done: int = 0
     acc_matrix: AccuracyMatrix = field(default_factory=dict)
     model_sizes: Dict[str, float] = field(default_factory=dict)
     agents: List[dict] = field(default_factory=list)
+    loggers: Dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,8 +63,9 @@ class Hooks:
     def after_epoch(self, report: EpochReport) -> None:
         """After every epoch of every task."""
 
-    def after_task(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
-        """After a task has trained and been evaluated (``accuracies``), with the progress already updated."""
+    def after_task(self, row: str, step: int, accuracies: Mapping[str, float]) -> None:
+        """After the ``step``-th row of the accuracy matrix, ``row`` (a task, or ``All`` after joint training), was
+        trained and evaluated (``accuracies``), with the progress already updated."""
 
 
 def learn_sequentially(agent: NormalNN, stream: TaskStream, progress: Progress, hooks: Hooks,
@@ -77,7 +80,7 @@ def learn_sequentially(agent: NormalNN, stream: TaskStream, progress: Progress, 
         progress.acc_matrix[name] = stream.evaluate(agent, evaluated)
         progress.model_sizes[name] = agent.model_size_mb()
         progress.tasks_done = position + 1
-        hooks.after_task(f"task {name}", position + 1, progress.acc_matrix[name])
+        hooks.after_task(name, position + 1, progress.acc_matrix[name])
     return progress.acc_matrix
 
 
@@ -89,7 +92,7 @@ def learn_jointly(agent: NormalNN, stream: TaskStream, progress: Progress, hooks
         progress.acc_matrix[ALL_TASKS] = stream.evaluate(agent, stream.names)
         progress.model_sizes[ALL_TASKS] = agent.model_size_mb()
         progress.tasks_done = 1
-        hooks.after_task("joint training", 1, progress.acc_matrix[ALL_TASKS])
+        hooks.after_task(ALL_TASKS, 1, progress.acc_matrix[ALL_TASKS])
     return progress.acc_matrix
 
 
@@ -112,5 +115,5 @@ def learn_separately(new_agent: Callable[[str], NormalNN], stream: TaskStream, p
         acc_matrix[name][name] = own_accuracy
         progress.model_sizes[name] = sum(agent.model_size_mb() for agent in agents)
         progress.tasks_done = position + 1
-        hooks.after_task(f"task {name}", position + 1, acc_matrix[name])
+        hooks.after_task(name, position + 1, acc_matrix[name])
     return acc_matrix

@@ -6,9 +6,9 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from agents import NormalNN
 from agents.default import EpochReport
 from agents.model_size import individual_models_size_mb
-from evaluation.loggers import Loggers, TensorBoardLogger, TextLogger
+from evaluation.loggers import CSVLogger, Logger, Loggers, TensorBoardLogger, TextLogger, WandbLogger
 from evaluation.metrics import AccuracyMatrix
-from evaluation.results import metrics_record, run_record
+from evaluation.results import metrics_record, results_directory, run_record
 from experiment.builders import make_agent, make_tasks
 from experiment.config import Config, Experiment
 from experiment.protocols import Hooks, Progress, learn_jointly, learn_separately, learn_sequentially
@@ -52,10 +52,10 @@ def tasks_learnt(rows: List[str], n_tasks: int) -> List[int]:
 class Run(Hooks):
     """Repeat ``repeat`` of ``experiment``, seeded with ``--seed`` + ``repeat``.
 
-    An interrupted run is continued from ``progress`` (tasks done, accuracies, agents' training states) and the
-    random generators' state ``rng`` saved with it. ``progress`` is kept up to date, and ``save_progress(optional)``
-    called, after every task and (optional) every epoch. Loss terms and accuracies go to the text log and to
-    TensorBoard under ``runs/<experiment>/run<repeat>/``.
+    An interrupted run is continued from ``progress`` (tasks done, accuracies, agents' training states, where the
+    loggers stood) and the random generators' state ``rng`` saved with it. ``progress`` is kept up to date, and
+    ``save_progress(optional)`` called, after every task and (optional) every epoch. Loss terms and accuracies go to
+    the loggers of ``open_loggers``.
     """
 
     def __init__(self, config: Config, experiment: Experiment, repeat: int, device, data, progress: Progress,
@@ -86,28 +86,44 @@ class Run(Hooks):
     def train(self) -> Tuple[dict, List[NormalNN]]:
         """Train (the rest of) the sequence; returns the run's results record and its agents."""
         protocol = self.config.protocol
-        directory = os.path.join("runs", self.experiment.name, f"run{self.repeat}")
-        self.loggers = Loggers([TextLogger(), TensorBoardLogger(directory)])
+        self.agents.extend(self.new_agent(task, state) for task, state in zip(self.stream.names,
+                                                                              self.progress.agents))
+        if self.agents:
+            restore_rng(self.rng)
+        elif not protocol.ind_models:
+            self.agents.append(self.new_agent())
+        self.loggers = self.open_loggers()
+        completed = False
         try:
-            self.agents.extend(self.new_agent(task, state) for task, state in zip(self.stream.names,
-                                                                                  self.progress.agents))
-            if self.agents:
-                restore_rng(self.rng)
             if protocol.ind_models:
                 acc_matrix = learn_separately(self.new_agent, self.stream, self.progress, self, self.agents)
+            elif protocol.offline_training:
+                acc_matrix = learn_jointly(self.agents[0], self.stream, self.progress, self)
             else:
-                if not self.agents:
-                    self.agents.append(self.new_agent())
-                if protocol.offline_training:
-                    acc_matrix = learn_jointly(self.agents[0], self.stream, self.progress, self)
-                else:
-                    acc_matrix = learn_sequentially(self.agents[0], self.stream, self.progress, self,
-                                                    only_current=protocol.single_tasks)
+                acc_matrix = learn_sequentially(self.agents[0], self.stream, self.progress, self,
+                                                only_current=protocol.single_tasks)
+            record = results_record(acc_matrix, self.agents, len(self.stream.names))
+            record.update(self.metrics(acc_matrix))
+            self.loggers.log_results(record)
+            completed = True
         finally:
-            self.loggers.close()
-        record = results_record(acc_matrix, self.agents, len(self.stream.names))
-        record.update(self.metrics(acc_matrix))
+            self.loggers.close(completed)
         return record, self.agents
+
+    def open_loggers(self) -> Loggers:
+        """Weights & Biases with ``--wandb_project`` (first: a run W&B refuses writes nothing), the text log,
+        TensorBoard under ``runs/<experiment>/run<repeat>/`` and the CSV files in ``results/<experiment>/``, each
+        continuing from where a resumed run's checkpoint left it (``progress.loggers``)."""
+        saved, dashboards, name = self.progress.loggers, self.config.dashboards, self.experiment.name
+        loggers: List[Logger] = []
+        if dashboards.wandb_project:
+            config = {**self.config.flags, **self.experiment.swept, "experiment": name, "repeat_index": self.repeat}
+            loggers.append(WandbLogger(dashboards.wandb_project, dashboards.wandb_entity,
+                                       dashboards.wandb_group or self.config.run.exp_name, f"{name} run {self.repeat}",
+                                       config, saved.get(WandbLogger.name)))
+        loggers += [TextLogger(), TensorBoardLogger(os.path.join("runs", name, f"run{self.repeat}")),
+                    CSVLogger(results_directory(name), self.repeat, saved.get(CSVLogger.name))]
+        return Loggers(loggers)
 
     def metrics(self, acc_matrix) -> dict:
         """BWT, forgetting, seconds per task, sizes after each task and the environment (``metrics_record``)."""
@@ -132,12 +148,13 @@ class Run(Hooks):
             self.loggers.log_losses(report.task, report.epoch, step, terms)
         self.checkpoint(end_of_epoch=True)
 
-    def after_task(self, label: str, step: int, accuracies: Mapping[str, float]) -> None:
-        self.loggers.log_accuracies(label, step, accuracies)
+    def after_task(self, row: str, step: int, accuracies: Mapping[str, float]) -> None:
+        self.loggers.log_accuracies(row, step, accuracies, self.progress.model_sizes[row])
         self.checkpoint()
 
     def checkpoint(self, end_of_epoch: bool = False) -> None:
         """Bring ``progress`` up to date and hand it to ``save_progress`` (optional at the end of an epoch)."""
         self.progress.task_order = list(self.stream.names)
         self.progress.agents = [agent.training_state() for agent in self.agents]
+        self.progress.loggers = self.loggers.state()
         self.save_progress(end_of_epoch)

@@ -30,8 +30,17 @@ def build_model(model_type: str, model_name: str, image_size: int = 32, **kwargs
     if model_name not in builders:
         raise UserError(f"unknown --model_name {model_name!r} for --model_type {model_type}; "
                         f"valid: {', '.join(sorted(builders))}")
-    layout = importlib.import_module(f"models.{FEATURE_SIZE_MODULES[model_type]}")
-    return builders[model_name](size=layout.feature_size(image_size), **kwargs)
+    return builders[model_name](size=feature_positions(model_type, image_size), **kwargs)
+
+
+def feature_positions(model_type: str, image_size: int) -> int:
+    """Positions of the last feature map of ``models.<model_type>``'s networks for square inputs of ``image_size``
+    pixels; an input too small to leave one is a one-line error."""
+    positions = importlib.import_module(f"models.{FEATURE_SIZE_MODULES[model_type]}").feature_size(image_size)
+    if positions < 1:
+        raise UserError(f"--image_size {image_size} is too small for --model_type {model_type}: its layers leave no "
+                        f"feature of {image_size}×{image_size} images (the published sizes are 32 and 84)")
+    return positions
 
 
 def build_model_for(model_type: str, model_name: str, image_size: int,
@@ -49,4 +58,4 @@ def build_model_for(model_type: str, model_name: str, image_size: int,
 
 
 __all__ = ["DENSE_FORMS", "MODEL_TYPES", "MultiHeadNet", "SVD_Conv2d", "build_model", "build_model_for",
-           "model_builders", "svd_layers"]
+           "feature_positions", "model_builders", "svd_layers"]

@@ -20,13 +20,16 @@ PARAMETER_FREE_LAYERS = {"M": ("maxpool", lambda: nn.MaxPool2d(2)), "D": ("dropo
 
 
 def feature_size(image_size: int) -> int:
-    """Spatial positions left after the layers of ``CUSTOMNET_CFG`` for a square input: 4 for 32, 64 for 84."""
+    """Spatial positions left after the layers of ``CUSTOMNET_CFG`` for a square input: 4 for 32, 64 for 84; 0 when
+    an input is too small to pass them all."""
     side = image_size
     for item in CUSTOMNET_CFG:
         if isinstance(item, tuple):
             side = side - item[3] + 1
         elif item in ("M", "A"):
             side //= 2
+        if side < 1:
+            return 0
     return side * side
 
 

@@ -164,8 +164,9 @@ def test_resume_stops_when_the_task_order_is_not_the_checkpoints(interrupted, ci
 def test_resume_finishes_the_interrupted_run(interrupted, cifar10_root, capsys):
     status, table, _ = run_driver(capsys, *quick_flags(cifar10_root), "--resume")
     assert status == 0 and "sweep_sparse_wt0.01 (2 runs)" in table
-    assert sorted(os.listdir("results/sweep_sparse_wt0.01")) == ["output_final.json", "output_run0.json",
-                                                                 "output_run1.json"]
+    assert sorted(os.listdir("results/sweep_sparse_wt0.01")) == [
+        "eval_results_run0.csv", "eval_results_run1.csv", "output_final.json", "output_run0.json", "output_run1.json",
+        "training_results_run0.csv", "training_results_run1.csv"]
     assert not CHECKPOINTS.exists()
 
 
