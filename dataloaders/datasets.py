@@ -138,6 +138,19 @@ def _unpickle(path: str) -> object:
         return pickle.load(file, encoding="latin1")
 
 
+def _labels_problem(labels: object, n_images: int, key: str) -> Optional[str]:
+    """What makes ``labels`` differ from one non-negative integer label per image, or None if nothing does."""
+    try:
+        array = np.asarray(labels)
+    except ValueError:  # a ragged nest of lists
+        array = np.empty(0, dtype=object)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer) or (array.size and array.min() < 0):
+        return f"has no list of non-negative integer {key!r}"
+    if len(array) != n_images:
+        return f"has {n_images} images but {len(array)} labels"
+    return None
+
+
 def _cifar_file_problem(path: str, required_keys: Sequence[str]) -> Optional[str]:
     """What makes ``path`` differ from an official CIFAR pickle, or None if nothing does.
 
@@ -156,8 +169,7 @@ def _cifar_file_problem(path: str, required_keys: Sequence[str]) -> Optional[str
         data, label_key = entry["data"], required_keys[1]
         if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2 and data.shape[1] == 3072):
             return "has no uint8 N×3072 'data' array"
-        if len(entry[label_key]) != len(data):
-            return f"has {len(data)} images but {len(entry[label_key])} labels"
+        return _labels_problem(entry[label_key], len(data), label_key)
     return None
 
 
@@ -182,8 +194,8 @@ def _read_cifar(reader_class: type, name: str, dataroot: str, label_key: str,
         reader = reader_class(dataroot, train=train)
         images = torch.from_numpy(reader.data).permute(0, 3, 1, 2).contiguous()
         labels = torch.tensor(reader.targets, dtype=torch.int64)
-        if len(labels) != len(images):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if len(labels) != len(images) or (len(labels) and labels.min() < 0):
+            raise ValueError("labels do not match the images")
     except Exception as error:  # malformed files fail torchvision's reader in many ways; name the culprit
         user_error = _malformed_cifar_error(reader_class, name, dataroot, label_key)
         if user_error is None:
@@ -329,14 +341,10 @@ def _miniimagenet_problem(entry: object) -> Optional[str]:
     missing = [key for key in ("images", "labels") if key not in entry]
     if missing:
         return f"lacks the key {missing[0]!r}"
-    images, labels = entry["images"], np.asarray(entry["labels"])
+    images = entry["images"]
     if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.shape[1:] == (84, 84, 3)):
         return "has no uint8 N×84×84×3 'images' array"
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or (len(labels) and labels.min() < 0):
-        return "has no list of non-negative integer 'labels'"
-    if len(labels) != len(images):
-        return f"has {len(images)} images but {len(labels)} labels"
-    return None
+    return _labels_problem(entry["labels"], len(images), "labels")
 
 
 def read_checked(path: str, read: Callable[[str], T], problem_of: Callable[[T], Optional[str]], unreadable: str,

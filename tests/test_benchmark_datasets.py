@@ -88,8 +88,10 @@ def test_missing_miniimagenet_says_where_to_get_and_put_it(tmp_path):
         (pickled({"images": np.zeros((2, 3, 84, 84), np.uint8), "labels": [0, 1]}), "N×84×84×3"),
         (pickled({"images": np.zeros((2, 84, 84, 3), np.uint8), "labels": [0]}), "2 images but 1"),
         (pickled({"images": np.zeros((2, 84, 84, 3), np.uint8), "labels": [0, -1]}), "non-negative integer"),
+        (pickled({"images": np.zeros((2, 84, 84, 3), np.uint8), "labels": [[0], [1, 2]]}), "non-negative integer"),
     ],
-    ids=["garbage", "truncated", "wrong-key", "wrong-dtype", "wrong-shape", "label-count", "negative-label"],
+    ids=["garbage", "truncated", "wrong-key", "wrong-dtype", "wrong-shape", "label-count", "negative-label",
+         "ragged-labels"],
 )
 def test_malformed_miniimagenet_file_is_user_error_naming_it(tmp_path, corrupt, problem):
     path = os.path.join(write_miniimagenet(str(tmp_path), num_classes=5), "test.pkl")

@@ -112,8 +112,10 @@ def test_missing_cifar_file_is_named(tmp_path):
         (lambda path: open(path, "wb").write(open(path + "_copy", "rb").read()[:100]), "cannot be unpickled"),
         (lambda path: pickle.dump({"data": np.zeros((3, 100), np.uint8), "labels": [0, 1, 2]}, open(path, "wb")), "N×3072"),
         (lambda path: pickle.dump({"data": np.zeros((3, 3072), np.uint8), "labels": [0]}, open(path, "wb")), "3 images but 1 labels"),
+        (lambda path: pickle.dump({"data": np.zeros((3, 3072), np.uint8), "labels": 3}, open(path, "wb")), "non-negative integer"),
+        (lambda path: pickle.dump({"data": np.zeros((3, 3072), np.uint8), "labels": [0, -1, 2]}, open(path, "wb")), "non-negative integer"),
     ],
-    ids=["garbage", "truncated", "wrong-shape", "label-count"],
+    ids=["garbage", "truncated", "wrong-shape", "label-count", "labels-not-a-list", "negative-label"],
 )
 def test_malformed_cifar_file_is_user_error_naming_it(tmp_path, corrupt, problem):
     path = os.path.join(write_cifar10(str(tmp_path), n_per_class_train=2, n_per_class_test=1), "data_batch_3")
