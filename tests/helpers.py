@@ -1,6 +1,7 @@
 """Helpers the tests share (fixtures are in ``conftest.py``): the published checkpoint's place, the driver run in
 this process, quick flags, the comparison of two runs' outputs, tiny batches, agent factories and one-line error
 checks."""
+import io
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from agents.default import NormalNN, NormalNNSettings
 from agents.SVDNet import SVDNet, SVDNetSettings
 from models import build_model
 from utils.errors import UserError
+from utils.runtime import restore_rng, rng_state
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "CNet_CIFAR100_finalmodel_sparse_wt0.4"
@@ -55,15 +57,29 @@ def outputs(workdir: Path) -> dict:
 
 
 def assert_same_outputs(expected: dict, actual: dict) -> None:
-    """Same files; the same text, or the same tensors bit for bit."""
+    """Same files; the same text, or the same tensors bit for bit (at any depth of a saved file)."""
     assert sorted(expected) == sorted(actual)
     for name, value in expected.items():
-        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
-            assert list(value) == list(actual[name]), name
-            for key, tensor in value.items():
-                assert torch.equal(tensor, actual[name][key]), f"{name}: {key}"
-        else:
-            assert value == actual[name], name
+        assert_same_content(value, actual[name], name)
+
+
+def assert_same_content(expected, actual, where: str) -> None:
+    """Equal values, tensors bit for bit; a dict of tensors (a state dict) in the same order too."""
+    if isinstance(expected, torch.Tensor):
+        assert isinstance(actual, torch.Tensor) and torch.equal(expected, actual), where
+    elif isinstance(expected, dict):
+        assert isinstance(actual, dict), where
+        if all(isinstance(value, torch.Tensor) for value in expected.values()):
+            assert list(expected) == list(actual), where
+        assert sorted(map(str, expected)) == sorted(map(str, actual)), where
+        for key, value in expected.items():
+            assert_same_content(value, actual[key], f"{where}: {key}")
+    elif isinstance(expected, (list, tuple)):
+        assert isinstance(actual, (list, tuple)) and len(expected) == len(actual), where
+        for index, (value, other) in enumerate(zip(expected, actual)):
+            assert_same_content(value, other, f"{where}[{index}]")
+    else:
+        assert expected == actual, where
 
 
 def batches(task, n_batches=3, batch_size=8, n_classes=2, seed=None):
@@ -137,3 +153,56 @@ def kill_after(workdir: Path, checkpoints: Path, flags, number: int, *extra) -> 
         time.sleep(0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
+
+
+def assert_killed_run_resumes_exactly(tmp_path: Path, flags, exp_name: str, kills) -> Path:
+    """The driver with ``flags`` run to the end in ``tmp_path/reference``; in ``tmp_path/interrupted``, SIGKILLed
+    after each checkpoint number of ``kills`` in turn (every run after the first with ``--resume``), then finished
+    with ``--resume``: the same outputs and printed table. Returns the interrupted run's folder."""
+    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
+    reference.mkdir(), interrupted.mkdir()
+    uninterrupted = start(reference, flags)
+    table, err = uninterrupted.communicate()
+    assert uninterrupted.returncode == 0, err
+    checkpoints = Path("saves") / exp_name / "checkpoints"
+    for number, kill in enumerate(kills):
+        kill_after(interrupted, checkpoints, flags, kill, *(["--resume"] if number else []))
+    resumed = start(interrupted, flags, "--resume")
+    resumed_table, err = resumed.communicate()
+    assert resumed.returncode == 0, err
+    assert_same_outputs(outputs(reference), outputs(interrupted))
+    assert resumed_table == table and f"{exp_name} (1 run)" in table
+    return interrupted
+
+
+class Interrupt(Exception):
+    """Stops a task where a test saved the agent's state."""
+
+
+def assert_state_saved_mid_task_continues_exactly(make_agent, stop_after: int) -> None:
+    """Tasks "1" and "2" of ``batches``: the agent's training state and random generators saved after epoch
+    ``stop_after`` of task 2 (as a checkpoint is: weights only) and continued by a fresh ``make_agent()`` end in the
+    state of an uninterrupted run (but for the seconds the tasks took)."""
+    reference = make_agent()
+    for task in ("1", "2"):
+        reference.learn_task(task, batches(task))
+    agent = make_agent()
+    agent.learn_task("1", batches("1"))
+    saved = io.BytesIO()
+
+    def interrupt(report):
+        if report.epoch == stop_after:
+            torch.save({"agent": agent.training_state(), "rng": rng_state()}, saved)
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        agent.learn_task("2", batches("2"), on_epoch=interrupt)
+    saved.seek(0)
+    checkpoint = torch.load(saved, weights_only=True)
+    resumed = make_agent()
+    resumed.load_training_state(checkpoint["agent"])
+    restore_rng(checkpoint["rng"])
+    resumed.learn_task("2", batches("2"))
+    state, expected = resumed.training_state(), reference.training_state()
+    del state["task_seconds"], expected["task_seconds"]
+    assert_same_content(expected, state, "state")
