@@ -1,19 +1,16 @@
 """PackNet: the prune mask, the step under plain SGD, zero forgetting under the harness's optimizers, per-task
 evaluation, its size, its errors, and a run killed and resumed, then evaluated from its saved model."""
 import copy
-import json
 import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-import models.vgg_16_bn
 from agents.packnet import PackNet, PackNetSettings, prunable_layers, pruned_by_magnitude
-from helpers import (assert_killed_run_resumes_exactly, assert_state_saved_mid_task_continues_exactly, batches,
-                     run_driver)
+from helpers import (DENSE_CHOICES, assert_killed_run_resumes_exactly, assert_saved_model_evaluates_as_trained,
+                     assert_state_saved_mid_task_continues_exactly, batches, driver_error, evaluated_logits,
+                     first_step_of_task_2)
 from models import build_model
-from models.vgg_16_bn import VGG16_CFG
 
 NET = ("customnet", "Net")
 VGG = ("vgg_16_bn", "vgg16_bn_cifar100")
@@ -27,17 +24,6 @@ def make_agent(model=NET, tasks=("1", "2", "3"), **settings) -> PackNet:
     network.add_heads({task: 2 for task in tasks})
     return PackNet(network, PackNetSettings(**{"schedule": [1], "print_freq": 1000, "post_prune_epochs": 1,
                                                **settings}))
-
-
-@pytest.fixture
-def narrow_vgg(monkeypatch):
-    """VGG16-BN with 8 channels a layer: its BatchNorms, quickly."""
-    monkeypatch.setattr(models.vgg_16_bn, "VGG16_CFG", [8 if item != "M" else item for item in VGG16_CFG])
-
-
-def logits_of(agent, task, inputs):
-    with torch.no_grad():
-        return agent.network_logits(agent.task_network(task), task, inputs)
 
 
 @pytest.mark.parametrize("fraction, n", [(0.5, 7), (0.5, 8), (0.75, 10), (0.01, 20)])
@@ -64,27 +50,36 @@ def test_freed_weights_left_at_zero_are_all_pruned_with_a_cutoff_of_zero():
 def test_under_plain_sgd_a_step_is_the_authors_masked_gradient_step():
     """Task 2's first step: ``w − lr·g`` on the weights it owns and on its head, nothing else moves."""
     agent = make_agent(optimizer="SGD", momentum=0.0, lr=0.1)
-    agent.learn_task("1", batches("1"))
-    for dropout in (m for m in agent.model.modules() if isinstance(m, torch.nn.Dropout)):
-        dropout.p = 0.0
-    x, y, tasks = batches("2")[0]
-    reference = copy.deepcopy(agent.model).train()
-    before = {name: p.detach().clone() for name, p in reference.named_parameters()}
-    (F.cross_entropy(reference(x, "2"), y, reduction="sum") / len(y)).backward()
-    gradients = {name: p.grad for name, p in reference.named_parameters()}
-    agent.training_heads = ["2"]
-    agent.begin_task("2")
-    agent.model.train()
-    agent.observe(x, y, tasks)
+    reference, before = first_step_of_task_2(agent, lambda model, x: model(x, "2"))
     owned = {f"{name}.weight": agent.owners[name] == 2 for name, _ in agent.layers}
     assert all(bool(mask.any()) for mask in owned.values())
-    for name, p in agent.model.named_parameters():
-        stepped = before[name].add(gradients[name], alpha=-0.1) if gradients[name] is not None else before[name]
+    for name, p in reference.named_parameters():
+        stepped = before[name] if p.grad is None else before[name].add(p.grad, alpha=-0.1)
         if name in owned:
             expected = torch.where(owned[name], stepped, before[name])
         else:
             expected = stepped if name.startswith("last.2.") else before[name]
-        assert torch.equal(p.detach(), expected), name
+        assert torch.equal(dict(agent.model.named_parameters())[name].detach(), expected), name
+
+
+def test_under_an_optimizer_coupling_the_weights_the_step_is_on_the_gradient_the_task_may_use():
+    """Adafactor's step of a weight depends on its row's and column's gradients: PackNet's step is Adafactor's on
+    the gradient zeroed where task 2 does not own the weight (``make_grads_zero``), the rest written back."""
+    agent = make_agent(optimizer="Adafactor", lr=0.01)
+    reference, before = first_step_of_task_2(agent, lambda model, x: model(x, "2"))
+    owned = {f"{name}.weight": agent.owners[name] == 2 for name, _ in agent.layers}
+    for name, p in reference.named_parameters():
+        if name in owned:
+            p.grad.masked_fill_(~owned[name], 0)
+    torch.optim.Adafactor([p for name, p in reference.named_parameters()
+                           if name in owned or name.startswith("last.2.")], lr=0.01).step()
+    parameters = dict(agent.model.named_parameters())
+    for name, p in reference.named_parameters():
+        if name in owned:
+            expected = torch.where(owned[name], p, before[name])
+        else:
+            expected = p if name.startswith("last.2.") else before[name]
+        assert torch.equal(parameters[name].detach(), expected.detach()), name
 
 
 @pytest.mark.parametrize("model, overrides", [
@@ -97,17 +92,18 @@ def test_later_tasks_leave_earlier_tasks_logits_weights_biases_and_batchnorm_bit
     agent = make_agent(model, **overrides)
     probe = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(9))
     agent.learn_task("1", batches("1"))
-    first = logits_of(agent, "1", probe)
+    first = evaluated_logits(agent, "1", probe)
     weights = {f"{name}.weight" for name, _ in agent.layers}
     shared = {name: p.clone() for name, p in agent.model.named_parameters()
               if not name.startswith("last.") and name not in weights}  # biases, BatchNorm
     assert shared
     buffers = {name: b.clone() for name, b in agent.model.named_buffers()}
     agent.learn_task("2", batches("2"))
-    second = logits_of(agent, "2", probe)
+    second = evaluated_logits(agent, "2", probe)
     owned = {name: layer.weight[agent.owners[name] == 2].clone() for name, layer in agent.layers}
     agent.learn_task("3", batches("3"))
-    assert torch.equal(logits_of(agent, "1", probe), first) and torch.equal(logits_of(agent, "2", probe), second)
+    assert torch.equal(evaluated_logits(agent, "1", probe), first)
+    assert torch.equal(evaluated_logits(agent, "2", probe), second)
     for name, layer in agent.layers:
         assert torch.equal(layer.weight[agent.owners[name] == 2], owned[name])
     parameters = dict(agent.model.named_parameters())
@@ -139,7 +135,7 @@ def test_a_task_is_evaluated_with_the_weights_of_the_tasks_up_to_it_and_its_head
             owners = agent.owners[name]
             copied.weight.mul_(((owners >= 1) & (owners <= 2)).float())
         expected = reference(probe, "2")
-    torch.testing.assert_close(logits_of(agent, "2", probe), expected)
+    torch.testing.assert_close(evaluated_logits(agent, "2", probe), expected)
 
 
 def test_the_model_size_is_the_float32_parameters_and_an_owner_per_weight_at_the_bits_of_the_tasks():
@@ -156,12 +152,10 @@ def test_the_model_size_is_the_float32_parameters_and_an_owner_per_weight_at_the
     (["--prune_perc_per_layer", "1"], "--prune_perc_per_layer must lie in (0, 1), got 1.0"),
     (["--post_prune_epochs", "-1"], "--post_prune_epochs must be 0 or more, got -1"),
     (["--model_type", "customnet_SVD", "--model_name", "Net_SVD"],
-     "PackNet runs on a dense network, not --model_type customnet_SVD --model_name Net_SVD: use --model_type "
-     "customnet --model_name Net or --model_type vgg_16_bn --model_name vgg16_bn_cifar100"),
+     f"PackNet runs on a dense network, not --model_type customnet_SVD --model_name Net_SVD: use {DENSE_CHOICES}"),
 ])
 def test_bad_values_are_one_line_errors(workdir, capsys, flags, message):
-    status, _, err = run_driver(capsys, *DRIVER, *flags)
-    assert status == 2 and err == f"error: {message}\n"
+    assert driver_error(capsys, *DRIVER, *flags) == message
 
 
 @pytest.mark.parametrize("stop_after", [1, 2], ids=["before-pruning", "in-retraining"])
@@ -178,10 +172,5 @@ def test_killed_in_retraining_and_between_tasks_it_resumes_exactly_and_its_saved
              "--post_prune_epochs", "2", "--batch_size", "10", "--repeat", "1", "--print_freq", "1000",
              "--exp_name", "pk", "--checkpoint_interval", "0", *DRIVER]
     interrupted = assert_killed_run_resumes_exactly(tmp_path, flags, "pk", kills=[2, 4])
-    record = json.loads((interrupted / "results" / "pk" / "output_run0.json").read_text())
+    record = assert_saved_model_evaluates_as_trained(capsys, monkeypatch, interrupted, flags, "pk")
     assert len(record["channels"]) == 2 and len(record["prunable_weights"]) == 5
-    monkeypatch.chdir(interrupted)
-    status, table, _ = run_driver(capsys, *flags, "--loadmodel", "pk")
-    assert status == 0, table
-    evaluated = json.loads((interrupted / "results" / "pk" / "output_eval.json").read_text())
-    assert evaluated["acc"] == record["acc"] and evaluated["model_size"] == record["model_size"]
