@@ -248,10 +248,10 @@ def test_per_task_networks_with_batchnorm_statistics_are_built_on_the_device(cud
 
 @pytest.mark.parametrize("agent_type, agent_name", [("SVDNet", "SVDNet"), ("regularization", "SI"),
                                                     ("regularization", "EWC"), ("exp_replay", "GEM"),
-                                                    ("packnet", "PackNet")])
+                                                    ("packnet", "PackNet"), ("pnn", "PNN")])
 def test_a_checkpoint_loaded_on_the_cpu_continues_on_the_device(cuda, agent_type, agent_name):
     """The state saved in the middle of task 2 (as a checkpoint is, loaded with ``map_location="cpu"``) continues on
-    the device: optimizer state, anchors, importances, SI's sums, the memory, PackNet's owners."""
+    the device: optimizer state, anchors, importances, SI's sums, the memory, PackNet's owners, PNN's columns."""
     saved = io.BytesIO()
 
     class Interrupt(Exception):
