@@ -1,7 +1,8 @@
 """``PNN``: progressive networks (Rusu et al. 2016), as ``joansj/hat``'s ``progressive`` approach builds and trains
-them (``src/approaches/progressive.py``, ``src/networks/alexnet_progressive.py``; Avalanche's ``models/pnn.py``, the
-second reference, has the same adapters): one column per task, with lateral adapters from the earlier columns,
-which stay frozen.
+them (``src/approaches/progressive.py``, ``src/networks/alexnet_progressive.py``; Avalanche's
+``avalanche/models/pnn.py``, the second reference, has the same adapter, ``MLPAdapter``: ``U(relu(V([α_i x_i])))``
+with ``α`` drawn from N(0, 1); it also adapts the first layer, whose earlier columns' input is the image itself, which
+the first code does not): one column per task, with lateral adapters from the earlier columns, which stay frozen.
 
 ``--agent_type pnn --agent_name PNN`` on the dense ``Net`` or VGG16-BN. The rules, from the code:
 

@@ -173,4 +173,7 @@ def test_killed_in_retraining_and_between_tasks_it_resumes_exactly_and_its_saved
              "--exp_name", "pk", "--checkpoint_interval", "0", *DRIVER]
     interrupted = assert_killed_run_resumes_exactly(tmp_path, flags, "pk", kills=[2, 4])
     record = assert_saved_model_evaluates_as_trained(capsys, monkeypatch, interrupted, flags, "pk")
-    assert len(record["channels"]) == 2 and len(record["prunable_weights"]) == 5
+    sizes = record["prunable_weights"]
+    assert len(sizes) == 5 and list(record["channels"]) == ["0", "1"]
+    assert record["channels"]["0"] == [n - math.floor(n / 2 + 0.5) for n in sizes]  # task 1: half of each layer
+    assert all(0 < kept <= n - first for kept, n, first in zip(record["channels"]["1"], sizes, record["channels"]["0"]))
