@@ -39,15 +39,10 @@ from models.multihead import MultiHeadNet
 from models.progressive import ProgressiveNet, TaskNetwork, head_classes
 from utils.errors import UserError
 from utils.files import atomic_torch_save, read_state
-from utils.flags import flag
+from utils.flags import above_zero_up_to_one, flag
 
 COLUMNS_FILE = "pnn_columns.pth"
 """Beside ``final_model.pth``: {task name: index of its column}."""
-
-
-def up_to_one(value) -> bool:
-    """``0 < value ≤ 1`` (NaN is outside)."""
-    return 0 < value <= 1
 
 
 @dataclass
@@ -55,7 +50,7 @@ class PNNSettings(LoopSettings):
     """Progressive networks' own flag."""
 
     column_width: float = flag(1.0, "channels of each column, as a fraction of the model's (rounded, at least 1)",
-                               valid=up_to_one, requirement="must lie in (0, 1]")
+                               valid=above_zero_up_to_one, requirement="must lie in (0, 1]")
 
     def __post_init__(self):
         super().__post_init__()
