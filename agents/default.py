@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batchnorm_statistics
 from agents.loss_watch import LossWatch
-from agents.model_size import dense_size_mb
+from agents.model_size import dense_feature_parameters, dense_size_mb
 from agents.optim import check_optimizer, make_optimizer
 from models.deployable import task_network
 from models.multihead import ALL_TASKS, MultiHeadNet
@@ -96,9 +96,12 @@ class NormalNN:
     :class:`LoopSettings` whose fields are its flags, ``utils.flags.flag``; a flag with ``sweep=True`` makes one
     experiment per value) and overrides what differs:
 
+    - its model: ``method_model`` (the network it trains, made from the flags' model; e.g. progressive networks'
+      columns), ``dense_feature_parameters`` (one dense model's, for the results' ``dense_models_size``);
     - training: ``freeze`` / ``trainable_parameters`` (what may change while a task trains), ``regularization``
       (terms added to the cross-entropy), ``backward`` (the gradients a step takes), ``after_step`` (after every
-      optimizer step), ``end_task`` (after the last epoch) and ``consolidate`` (what is kept of a task for later);
+      optimizer step), ``task_epochs`` / ``begin_epoch`` (how many epochs a task trains, and what happens before
+      each), ``end_task`` (after the last epoch) and ``consolidate`` (what is kept of a task for later);
     - its state: ``continual_state`` / ``load_continual_state`` (what the later tasks and evaluation need besides
       the model's tensors; checkpointed with it), ``save`` / ``load_saved`` (its files in ``saves/<exp>/``);
     - its outputs: ``task_ranks`` (the components a task is evaluated with), ``units_added`` (what each task added
@@ -139,6 +142,14 @@ class NormalNN:
     def check_model(cls, model_type: str, model_name: str) -> None:
         """A one-line error when the method cannot run on ``models.<model_type>.<model_name>`` (fine-tuning runs on
         any)."""
+
+    @classmethod
+    def method_model(cls, model: MultiHeadNet, settings: LoopSettings,
+                     state: Optional[Mapping[str, torch.Tensor]] = None) -> MultiHeadNet:
+        """The network the method trains, made from the flags' ``model`` (with its heads) before any saved tensors
+        are loaded into it; shaped as ``state`` (a checkpoint's or a saved model's tensors, when given) holds them,
+        for a method whose network grows as it learns. Fine-tuning trains ``model`` itself."""
+        return model
 
     @classmethod
     def make_settings(cls, flags: Mapping[str, Any], swept: Mapping[str, Any], device: torch.device) -> LoopSettings:
@@ -211,12 +222,13 @@ class NormalNN:
             self.scheduler.load_state_dict(resume["scheduler"])
             self.epochs_done = resume["epochs_done"]
             self.task_started -= resume["seconds"]
-        epochs = self.settings.schedule[-1]
+        epochs = self.task_epochs()
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
             report = EpochReport(task, epoch + 1)
             watch = LossWatch()  # NaN and infinity are caught on the device: no step waits for the GPU
             self.model.train()
+            self.begin_epoch(task, epoch)
             for iteration, (inputs, targets, tasks) in enumerate(train_loader):
                 watch.step(self.observe(inputs, targets, tasks), iteration)
                 self.global_step += 1
@@ -234,6 +246,14 @@ class NormalNN:
         self.tasks_trained.append(task)
         if self.settings.save_running_stats:
             self.running_stats[task] = batchnorm_statistics(self.model)
+
+    def task_epochs(self) -> int:
+        """The epochs ``learn_task`` trains a task: the last of ``--schedule`` (a method may add some after them)."""
+        return self.settings.schedule[-1]
+
+    def begin_epoch(self, task: str, epoch: int) -> None:
+        """Before the first step of epoch ``epoch`` (from 0) of ``task``, the model in training mode; also before the
+        epoch a resumed task continues with (nothing for fine-tuning)."""
 
     def training_state(self) -> dict:
         """Everything needed to continue training exactly from here: between tasks, or between two epochs of a
@@ -375,6 +395,11 @@ class NormalNN:
 
     def model_size_mb(self) -> float:
         return dense_size_mb(sum(p.numel() for p in self.model.parameters()))
+
+    def dense_feature_parameters(self) -> int:
+        """Parameters of one dense model of the flags' network, heads aside (``agents.model_size``): what each of
+        the separate models of ``dense_models_size`` holds."""
+        return dense_feature_parameters(self.model)
 
     def pruned_copy(self, task: str, strength: float) -> "NormalNN":
         """A copy in which ``task``, trained but not yet pruned, is pruned at ``strength`` (``prunes_after_task``

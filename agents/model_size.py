@@ -49,7 +49,7 @@ def dense_feature_parameters(model) -> int:
     return dense + others
 
 
-def individual_models_size_mb(model, n_tasks: int, head_parameters: int) -> float:
-    """Size of one dense model per task: ``n_tasks`` dense feature extractors like ``model``'s, and every task's
-    head (``head_parameters`` weights and biases in all)."""
-    return dense_size_mb(n_tasks * dense_feature_parameters(model) + head_parameters)
+def individual_models_size_mb(feature_parameters: int, n_tasks: int, head_parameters: int) -> float:
+    """Size of one dense model per task: ``n_tasks`` dense feature extractors of ``feature_parameters`` parameters
+    each (``dense_feature_parameters``), and every task's head (``head_parameters`` weights and biases in all)."""
+    return dense_size_mb(n_tasks * feature_parameters + head_parameters)

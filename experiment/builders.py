@@ -83,13 +83,16 @@ def make_tasks(config: Config, loaded, device: torch.device, order: Optional[Lis
 
 def make_agent(config: Config, experiment: Experiment, device: torch.device, image_size: int,
                out_dim: Mapping[str, int], state: Optional[dict] = None, source: str = "") -> NormalNN:
-    """The method's agent in ``experiment``, its model with a head per entry of ``out_dim``; the model starts from
-    ``state`` (or ``--model_weights``) when given, built with the ranks that state's SVD layers have."""
+    """The method's agent in ``experiment``, its model with a head per entry of ``out_dim`` (made into the network
+    the method trains, ``NormalNN.method_model``); the model starts from ``state`` (or ``--model_weights``) when
+    given, built with the ranks that state's SVD layers have."""
     model_spec = config.model
     if state is None and model_spec.model_weights:
         state, source = read_state(model_spec.model_weights), model_spec.model_weights
     model = build_model_for(model_spec.model_type, model_spec.model_name, image_size, state, source)
     model.add_heads(out_dim)
+    method, settings = config.method.cls, config.settings(experiment, device)
+    model = method.method_model(model, settings, state)
     if state is not None:
         model.load_checked(state, source)
-    return config.method.cls(model, config.settings(experiment, device))
+    return method(model, settings)

@@ -40,7 +40,7 @@ def results_record(acc_matrix: AccuracyMatrix, agents: Sequence[NormalNN], n_tas
     last = agents[-1]
     return run_record(acc_matrix, units_added(agents), last.results_keys(),
                       sum(agent.model_size_mb() for agent in agents),
-                      individual_models_size_mb(last.model, n_tasks, head_parameters(agents)))
+                      individual_models_size_mb(last.dense_feature_parameters(), n_tasks, head_parameters(agents)))
 
 
 def tasks_learnt(rows: List[str], n_tasks: int) -> List[int]:
@@ -131,7 +131,8 @@ class Run(Hooks):
         seconds = {task: agent.task_seconds[task] for agent in self.agents for task in agent.task_seconds}
         learnt = tasks_learnt(rows, len(self.stream.names))
         names = self.stream.names
-        dense = {row: individual_models_size_mb(last.model, n, head_parameters(self.agents, names[:n]))
+        features = last.dense_feature_parameters()
+        dense = {row: individual_models_size_mb(features, n, head_parameters(self.agents, names[:n]))
                  for row, n in zip(rows, learnt)}
         return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.experiment.swept,
                               environment_record(self.device, self.config.flags))

@@ -15,6 +15,16 @@ DENSE_FORMS = {"Net_SVD": ("customnet", "Net"), "vgg16_bn_cifar100_SVD": ("vgg_1
 """``(model_type, model_name)`` of the dense network with the same layers as each factorized one."""
 
 
+def check_dense_model(model_type: str, model_name: str, method: str) -> None:
+    """A one-line error naming the flags of the dense networks (``DENSE_FORMS``' values) unless
+    ``models.<model_type>.<model_name>`` is one of them (for a method that runs on dense layers only)."""
+    if (model_type, model_name) not in DENSE_FORMS.values():
+        choices = " or ".join(f"--model_type {dense_type} --model_name {dense_name}"
+                              for dense_type, dense_name in DENSE_FORMS.values())
+        raise UserError(f"{method} runs on a dense network, not --model_type {model_type} --model_name "
+                        f"{model_name}: use {choices}")
+
+
 def model_builders(model_type: str) -> dict:
     """The public model builders of module ``models.<model_type>`` by name."""
     if model_type not in MODEL_TYPES:
@@ -58,4 +68,4 @@ def build_model_for(model_type: str, model_name: str, image_size: int,
 
 
 __all__ = ["DENSE_FORMS", "MODEL_TYPES", "MultiHeadNet", "SVD_Conv2d", "build_model", "build_model_for",
-           "feature_positions", "model_builders", "svd_layers"]
+           "check_dense_model", "feature_positions", "model_builders", "svd_layers"]

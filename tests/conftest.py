@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import models.vgg_16_bn
 from dataloaders.synthetic import (write_cifar10, write_cifar100, write_miniimagenet, write_mnist_idx,
                                    write_multidataset)
 from helpers import REPO_ROOT
@@ -73,3 +74,10 @@ multidataset_root = dataroot_fixture("multidataset", write_multidataset,
 def eager_compile(monkeypatch):
     """``torch.compile`` with dynamo's tracing and guards but without code generation (seconds, not a minute)."""
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+
+
+@pytest.fixture
+def narrow_vgg(monkeypatch):
+    """VGG16-BN with 8 channels a layer: its BatchNorms, quickly."""
+    monkeypatch.setattr(models.vgg_16_bn, "VGG16_CFG", [8 if item != "M" else item for item in
+                                                        models.vgg_16_bn.VGG16_CFG])

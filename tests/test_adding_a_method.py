@@ -4,13 +4,12 @@ uninterrupted run's outputs."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
 from agents import agent_types
 from agents.feature_extraction import FeatureExtraction, FeatureExtractionSettings
-from helpers import REPO_ROOT, assert_same_outputs, batches, kill_after, outputs, run_driver, start
+from helpers import REPO_ROOT, assert_killed_run_resumes_exactly, batches, run_driver
 from models import build_model
 
 EXAMPLE = REPO_ROOT / "agents" / "feature_extraction.py"
@@ -56,16 +55,4 @@ def test_killed_and_resumed_it_gives_the_uninterrupted_outputs(tmp_path, cifar10
     flags = ["--gpuid", "-1", "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--schedule", "1", "2",
              "--batch_size", "10", "--repeat", "1", "--print_freq", "1000", "--exp_name", "fe",
              "--checkpoint_interval", "0", *FLAGS]
-    reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
-    reference.mkdir(), interrupted.mkdir()
-    uninterrupted = start(reference, flags)
-    table, err = uninterrupted.communicate()
-    assert uninterrupted.returncode == 0, err
-    checkpoints = Path("saves") / "fe" / "checkpoints"
-    kill_after(interrupted, checkpoints, flags, 1)
-    kill_after(interrupted, checkpoints, flags, 3, "--resume")
-    resumed = start(interrupted, flags, "--resume")
-    resumed_table, err = resumed.communicate()
-    assert resumed.returncode == 0, err
-    assert_same_outputs(outputs(reference), outputs(interrupted))
-    assert resumed_table == table and "fe (1 run)" in table
+    assert_killed_run_resumes_exactly(tmp_path, flags, "fe", kills=[1, 3])

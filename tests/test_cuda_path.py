@@ -80,13 +80,19 @@ def loader(tasks, shuffle=True, batch_size=8):
     return TaskLoader(tasks, batch_size, shuffle=shuffle, device=CUDA, generator=torch.Generator().manual_seed(0))
 
 
-def device_agent(agent_type="SVDNet", agent_name="SVDNet", model=("customnet_SVD", "Net_SVD"), tasks=("1", "2"),
-                 **settings):
-    """An agent on ``cuda:0`` with heads for ``tasks``, built from seed 0; one epoch a task, no logging."""
+def device_agent(agent_type="SVDNet", agent_name="SVDNet", model=None, tasks=("1", "2"), **settings):
+    """An agent on ``cuda:0`` with heads for ``tasks``, built from seed 0, on ``model`` (default: ``Net_SVD``, or the
+    dense ``Net`` for a method that runs on dense networks only); one epoch a task, no logging."""
+    cls = agent_class(agent_type, agent_name)
+    if model is None:
+        model = ("customnet_SVD", "Net_SVD")
+        try:
+            cls.check_model(*model)
+        except UserError:
+            model = ("customnet", "Net")
     torch.manual_seed(0)
     network = build_model(*model)
     network.add_heads({task: 2 for task in tasks})
-    cls = agent_class(agent_type, agent_name)
     own = {name: value for name, value in (("reg_coef", 1.0), ("memory_size", 8))
            if name in {field.name for field in dataclasses.fields(cls.Settings)}}
     return cls(network, cls.Settings(**{"schedule": [1], "print_freq": 10 ** 6, "device": str(CUDA), **own,
@@ -176,7 +182,7 @@ def test_every_agent_trains_and_evaluates_on_the_device_without_syncs_in_its_ste
     for task in ("1", "2"):
         start = len(cuda.syncs)
         agent.learn_task(task, loader(images(task)))
-        assert sites(cuda.syncs[start:]).count(LOSS_WATCH) == 1  # one read per epoch
+        assert sites(cuda.syncs[start:]).count(LOSS_WATCH) == agent.task_epochs()  # one read per epoch
     allowed = GEM_SITES if agent_name == "GEM" else set()
     assert len(steps) >= 4 and all(set(sites(step)) <= allowed for step in steps), steps
     start = len(cuda.syncs)
@@ -241,10 +247,11 @@ def test_per_task_networks_with_batchnorm_statistics_are_built_on_the_device(cud
 
 
 @pytest.mark.parametrize("agent_type, agent_name", [("SVDNet", "SVDNet"), ("regularization", "SI"),
-                                                    ("regularization", "EWC"), ("exp_replay", "GEM")])
+                                                    ("regularization", "EWC"), ("exp_replay", "GEM"),
+                                                    ("packnet", "PackNet"), ("pnn", "PNN")])
 def test_a_checkpoint_loaded_on_the_cpu_continues_on_the_device(cuda, agent_type, agent_name):
     """The state saved in the middle of task 2 (as a checkpoint is, loaded with ``map_location="cpu"``) continues on
-    the device: optimizer state, anchors, importances, SI's sums, the memory."""
+    the device: optimizer state, anchors, importances, SI's sums, the memory, PackNet's owners, PNN's columns."""
     saved = io.BytesIO()
 
     class Interrupt(Exception):

@@ -14,7 +14,8 @@ import experiment.training
 import iBatchLearn
 from agents import agent_class, agent_types
 from agents.SVDNet import SVDNet, SVDNetSettings
-from helpers import assert_same_outputs, kill_after, outputs, run_driver, start, svd_agent
+from helpers import (assert_same_outputs, assert_state_saved_mid_task_continues_exactly, kill_after, outputs,
+                     run_driver, start, svd_agent)
 from dataloaders import BatchTransform, TaskData, TaskLoader
 from experiment.checkpoints import Position, RunCheckpoints
 from experiment.config import read_config
@@ -258,46 +259,13 @@ def task_loader(task):
     return TaskLoader(data, 6, shuffle=True)
 
 
-def assert_same_state(actual, expected, where="state"):
-    """Equal, tensors bit for bit, but for the seconds a task took."""
-    if isinstance(expected, torch.Tensor):
-        assert torch.equal(actual, expected), where
-    elif isinstance(expected, dict):
-        keys = [key for key in expected if key not in ("task_seconds", "seconds")]
-        assert sorted(map(str, actual)) == sorted(map(str, expected)), where
-        for key in keys:
-            assert_same_state(actual[key], expected[key], f"{where}.{key}")
-    else:
-        assert actual == expected, where
-
-
 @pytest.mark.parametrize("agent_type, agent_name", [(agent_type, name) for agent_type in ("default", "regularization",
                                                                                           "exp_replay")
                                                     for name in agent_types()[agent_type]])
 def test_every_agents_state_saved_mid_task_continues_bit_identically(agent_type, agent_name):
     """Saved (as a checkpoint is: weights only) after task 2's first epoch, after task 1's importances, anchors and
     memory were made, and continued by a fresh agent: the same model and the same state as an uninterrupted run."""
-    reference = baseline_agent(agent_type, agent_name)
-    reference.learn_task("1", task_loader("1"))
-    reference.learn_task("2", task_loader("2"))
-
-    agent = baseline_agent(agent_type, agent_name)
-    agent.learn_task("1", task_loader("1"))
-    saved = io.BytesIO()
-
-    def interrupt(report):
-        torch.save({"agent": agent.training_state(), "rng": rng_state()}, saved)
-        raise Interrupt
-
-    with pytest.raises(Interrupt):
-        agent.learn_task("2", task_loader("2"), on_epoch=interrupt)
-    saved.seek(0)
-    checkpoint = torch.load(saved, weights_only=True)
-    resumed = baseline_agent(agent_type, agent_name)
-    resumed.load_training_state(checkpoint["agent"])
-    restore_rng(checkpoint["rng"])
-    resumed.learn_task("2", task_loader("2"))
-    assert_same_state(resumed.training_state(), reference.training_state())
+    assert_state_saved_mid_task_continues_exactly(lambda: baseline_agent(agent_type, agent_name), loader=task_loader)
 
 
 def test_only_the_latest_checkpoints_are_kept_and_a_damaged_latest_is_skipped(tmp_path, caplog):

@@ -55,6 +55,11 @@ def inside_zero_one(value) -> bool:
     return 0 < value < 1
 
 
+def above_zero_up_to_one(value) -> bool:
+    """``0 < value ≤ 1`` (NaN is outside)."""
+    return 0 < value <= 1
+
+
 # --- fields and their flags ---------------------------------------------------------------------------------------
 def flag_fields(cls: type, own: bool = False) -> List[dataclasses.Field]:
     """The fields of dataclass ``cls`` that are flags; with ``own``, only those ``cls`` itself declares (not those
