@@ -188,7 +188,9 @@ def test_on_vgg16_bn_kernels_move_orthogonally_and_batchnorm_stays_the_first_tas
     for convolution, M in zip(convolutions(agent.model), memory):
         name = next(n for n, p in agent.model.named_parameters() if p is convolution.weight)
         change = (convolution.weight - before[name]).detach().reshape(len(convolution.weight), -1)
-        assert float((change @ M).norm()) <= 1e-5 * float(change.norm()) + 1e-7, name
+        # the weights are stored in float32: each step rounds them by ~2^-24 of their size, in every direction
+        rounding = 1e-6 * float(before[name].norm())
+        assert float((change @ M).norm()) <= 1e-5 * float(change.norm()) + rounding, name
     for name, p in agent.model.named_parameters():
         if p.dim() == 1 and not name.startswith("last."):
             assert torch.equal(p, before[name]), name
