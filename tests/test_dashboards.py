@@ -159,7 +159,6 @@ def kill_in_task_2(workdir: Path, flags) -> None:
 
 def test_a_sequence_of_two_image_folders_and_mnist_resumes_bit_identically_with_its_csv_and_wandb_run(
         tmp_path, mnist_root, monkeypatch, capsys):
-    pytest.importorskip("wandb")
     flags = sequence_flags(tmp_path, mnist_root)
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     reference.mkdir(), interrupted.mkdir()
@@ -212,7 +211,6 @@ def test_a_sequence_of_two_image_folders_and_mnist_resumes_bit_identically_with_
 
 
 def test_the_jobs_of_a_sweep_are_one_wandb_group_named_after_the_sweep(workdir, cifar10_root, capsys):
-    pytest.importorskip("wandb")
     status = cluster.sweep.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--first_split_size",
                                  "5", "--other_split_size", "5", "--repeat", "2", "--exp_name", "swept",
                                  "--wandb_project", "cacl-test", "--cluster", "debug", "--sweep_dir", "nightly"])
