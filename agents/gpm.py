@@ -51,15 +51,10 @@ from agents.model_size import dense_size_mb
 from agents.saved_state import SavedContinualState
 from models import check_dense_model
 from models.multihead import MultiHeadNet
-from utils.flags import at_least_zero, flag, positive
+from utils.flags import above_zero_up_to_one, at_least_zero, flag, positive
 
 GRAM_EXAMPLES = 10
 """Examples whose patches are summed into the Gram matrices at a time (bounds the memory the patches take)."""
-
-
-def zero_to_one(value) -> bool:
-    """``0 < value ≤ 1`` (NaN is outside)."""
-    return 0 < value <= 1
 
 
 @dataclass
@@ -67,7 +62,7 @@ class GPMSettings(LoopSettings):
     """GPM's own flags (the defaults of the authors' CIFAR-100 benchmark, ``main_cifar100.py``)."""
 
     gpm_threshold: float = flag(0.97, "energy of a layer's inputs its memory keeps after the first task",
-                                valid=zero_to_one, requirement="must lie in (0, 1]")
+                                valid=above_zero_up_to_one, requirement="must lie in (0, 1]")
     gpm_threshold_increment: float = flag(0.003, "added to --gpm_threshold for each later task", valid=at_least_zero,
                                           requirement="must be 0 or more")
     gpm_examples: int = flag(125, "training samples of a task its representation matrices are made of",

@@ -33,10 +33,9 @@ retrain the ones it kept, and hold them for it ever after; task ``k`` is evaluat
 
 Defaults: ``--prune_perc_per_layer 0.5`` (``src/main.py``'s default, and ``run_imagenet_pruning.sh``'s; the
 sequence scripts prune each added task at 0.75) and ``--post_prune_epochs 10`` (every script in ``src/scripts``;
-``src/main.py``'s own default 0 skips retraining). Its saved model is ``final_model.pth`` and ``OWNERS_FILE``.
+``src/main.py``'s own default 0 skips retraining). Its saved model is ``final_model.pth`` and ``packnet_owners.pth`` (``PackNet.STATE_FILE``).
 """
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
@@ -44,17 +43,14 @@ import torch
 from torch import nn
 
 from agents.batchnorm import batchnorm_layers
-from agents.default import MODEL_FILE, LoopSettings, NormalNN
+from agents.default import LoopSettings
 from agents.model_size import dense_size_mb
+from agents.saved_state import SavedContinualState
 from models import check_dense_model
 from models.multihead import MultiHeadNet
 from utils.errors import UserError
-from utils.files import atomic_torch_save, read_state
 from utils.flags import at_least_zero, flag, inside_zero_one
 
-OWNERS_FILE = "packnet_owners.pth"
-"""Beside ``final_model.pth``: ``{"owners": {weight name: owner per weight}, "task_numbers": {task: k},
-"kept": {task index: weights kept per layer}}``."""
 RETRAINING_LR_FACTOR = 0.1
 """The retraining epochs' learning rate, as a fraction of ``--lr`` (the scripts: 1e-4 after 1e-3)."""
 FREE = 0
@@ -99,7 +95,7 @@ def owner_bits(tasks: int) -> int:
     return tasks.bit_length()
 
 
-class PackNet(NormalNN):
+class PackNet(SavedContinualState):
     """PackNet: iterative pruning, each weight owned by the task that kept it (see the module docstring).
 
     Continual-learning state: ``owners`` {weight name: owner of each weight}, ``task_numbers`` {task: k, from 1}
@@ -107,6 +103,7 @@ class PackNet(NormalNN):
     """
 
     Settings = PackNetSettings
+    STATE_FILE = "packnet_owners.pth"
 
     def __init__(self, model: MultiHeadNet, settings: PackNetSettings):
         super().__init__(model, settings)
@@ -249,17 +246,3 @@ class PackNet(NormalNN):
         weights = sum(layer.weight.numel() for _, layer in self.layers)
         owners_bytes = weights * owner_bits(len(self.task_numbers)) / 8
         return dense_size_mb(sum(p.numel() for p in self.model.parameters())) + owners_bytes / 1e6
-
-    # --- saved models ---------------------------------------------------------------------------------------
-    def save(self, directory: str) -> None:
-        """``final_model.pth`` and ``OWNERS_FILE``."""
-        super().save(directory)
-        atomic_torch_save(self.continual_state(), os.path.join(directory, OWNERS_FILE))
-
-    def load_saved(self, directory: str) -> None:
-        path = os.path.join(directory, OWNERS_FILE)
-        if not os.path.isfile(path):
-            raise UserError(f"checkpoint {directory} lacks {OWNERS_FILE} (a PackNet model holds {MODEL_FILE} and "
-                            f"{OWNERS_FILE})")
-        self.load_continual_state(read_state(path))
-        self.tasks_trained = sorted(self.task_numbers, key=self.task_numbers.get)

@@ -22,10 +22,9 @@ the first code does not): one column per task, with lateral adapters from the ea
 
 The model size counts every column, adapter and head (float32, CACL's convention); ``units_added`` gives each
 column's parameters per convolution (with its BatchNorm and lateral) and of its head adapter. Its saved model is
-``final_model.pth`` (the columns, their adapters and the heads) and ``COLUMNS_FILE``.
+``final_model.pth`` (the columns, their adapters and the heads) and ``pnn_columns.pth`` (``PNN.STATE_FILE``).
 """
 import copy
-import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -33,16 +32,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.default import MODEL_FILE, LoopSettings, NormalNN, task_groups, to_device
+from agents.default import LoopSettings, task_groups, to_device
+from agents.saved_state import SavedContinualState
 from models import check_dense_model
 from models.multihead import MultiHeadNet
 from models.progressive import ProgressiveNet, TaskNetwork, head_classes
 from utils.errors import UserError
-from utils.files import atomic_torch_save, read_state
 from utils.flags import above_zero_up_to_one, flag
 
-COLUMNS_FILE = "pnn_columns.pth"
-"""Beside ``final_model.pth``: {task name: index of its column}."""
 
 
 @dataclass
@@ -60,10 +57,11 @@ class PNNSettings(LoopSettings):
             raise UserError("--compile is not available for PNN (each task's forward pass runs its own columns)")
 
 
-class PNN(NormalNN):
+class PNN(SavedContinualState):
     """Progressive networks (see the module docstring). Continual-learning state: ``columns`` {task: its column}."""
 
     Settings = PNNSettings
+    STATE_FILE = "pnn_columns.pth"
     model: ProgressiveNet
 
     def __init__(self, model: MultiHeadNet, settings: PNNSettings):
@@ -145,17 +143,3 @@ class PNN(NormalNN):
     def dense_feature_parameters(self) -> int:
         """One dense model's: the flags' model, not the columns."""
         return self.model.dense_feature_parameters
-
-    # --- saved models ---------------------------------------------------------------------------------------
-    def save(self, directory: str) -> None:
-        """``final_model.pth`` and ``COLUMNS_FILE``."""
-        super().save(directory)
-        atomic_torch_save(self.columns, os.path.join(directory, COLUMNS_FILE))
-
-    def load_saved(self, directory: str) -> None:
-        path = os.path.join(directory, COLUMNS_FILE)
-        if not os.path.isfile(path):
-            raise UserError(f"checkpoint {directory} lacks {COLUMNS_FILE} (a PNN model holds {MODEL_FILE} and "
-                            f"{COLUMNS_FILE})")
-        self.load_continual_state({"pnn_columns": read_state(path)})
-        self.tasks_trained = sorted(self.columns, key=self.columns.get)
