@@ -99,6 +99,8 @@ class Point:
     size: float
     accuracy: float
     std: Optional[float]
+    style: Optional[dict] = None
+    """Its color and marker (``experiment_style``); by default its place among the points."""
 
 
 def spread(values: Sequence[float], gap: float) -> list:
@@ -127,28 +129,54 @@ def label_groups(sizes: Sequence[float], width: float) -> list:
     return groups
 
 
+MARKERS = "osD^vP*Xph"
+"""The markers experiments take in turn (with ``experiment_style``'s colors)."""
+
+
+def experiment_style(index: int, count: int) -> dict:
+    """Color and marker of the ``index``-th of ``count`` experiments: matplotlib's 10 colors (``tab10``) up to 10
+    experiments; beyond, its 20 (``tab20``) taken as its 10 dark hues, then their 10 light ones; the markers of
+    ``MARKERS`` in turn after each round of colors, so that no two of up to 200 experiments look alike."""
+    plt = pyplot()
+    if count <= 10:
+        palette, color = plt.get_cmap("tab10"), index % 10
+    else:
+        palette, position = plt.get_cmap("tab20"), index % 20
+        color = 2 * position if position < 10 else 2 * (position - 10) + 1
+    return {"color": palette(color), "marker": MARKERS[(index // palette.N) % len(MARKERS)]}
+
+
+def clipped_interval(accuracy: float, half_width: float) -> list:
+    """``[[below], [above]]`` of an error bar ``accuracy ± half_width`` cut to the accuracies that can be, 0-100%."""
+    return [[min(half_width, accuracy)], [min(half_width, 100.0 - accuracy)]]
+
+
 def accuracy_against_size(points: Sequence[Point], path: str) -> None:
-    """Average accuracy against model size, one labelled point per experiment, its error bar the 95% interval of the
-    mean (``Point.std`` where there is none); labels of points of about the same size are spread apart vertically,
-    with a line to their point."""
+    """Average accuracy against model size, one labelled point per experiment (``experiment_style``), its error bar
+    the 95% interval of the mean (``Point.std`` where there is none) cut to 0-100% (``clipped_interval``); labels of
+    points of about the same size are spread apart vertically, with a line to their point."""
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for point in points:
-        axes.errorbar(point.size, point.accuracy, yerr=point.std or 0.0, fmt="o", capsize=3)
+    for index, point in enumerate(points):
+        style = point.style or experiment_style(index, len(points))
+        axes.errorbar(point.size, point.accuracy, yerr=clipped_interval(point.accuracy, point.std or 0.0),
+                      fmt=style["marker"], color=style["color"], capsize=3)
     largest = max((point.size for point in points), default=1.0)
     axes.set_xlim(0, 1.3 * largest)  # room for the labels
     low, high = axes.get_ylim()
     label_y = [point.accuracy for point in points]
+    gap = 0.04 * (high - low)
     for group in label_groups([point.size for point in points], 0.15 * largest):
-        for i, y in zip(group, spread([points[i].accuracy for i in group], 0.04 * (high - low))):
+        for i, y in zip(group, spread([points[i].accuracy for i in group], gap)):
             label_y[i] = y
     for point, y in zip(points, label_y):
         axes.annotate(point.label, (point.size, point.accuracy), xytext=(point.size + 0.02 * largest, y),
                       fontsize=7, va="center", arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5"))
-    axes.set_ylim(min(low, min(label_y, default=low)), max(high, max(label_y, default=high)))
+    axes.set_ylim(min(low, min(label_y, default=low) - gap), max(high, max(label_y, default=high) + gap))
     axes.set_xlabel("model size (MB)")
     axes.set_ylabel("average accuracy %")
-    axes.set_title("accuracy against model size (error bars: 95% interval of the mean over the repeats)", fontsize=9)
+    axes.set_title("accuracy against model size (error bars: 95% interval of the mean over the repeats, within "
+                   "0-100%)", fontsize=9)
     save(figure, path)
 
 
@@ -161,17 +189,20 @@ class Curve:
     tasks_learnt: Sequence[int]
     accuracy: Sequence[float]
     size: Sequence[float]
+    style: Optional[dict] = None
+    """Its color and marker (``experiment_style``); by default its place among the curves."""
 
 
 def over_tasks(curves: Sequence[Curve], path: str) -> None:
     """Average accuracy on the tasks learnt so far (left) and model size (right) against the number of tasks
-    learnt, one line per experiment."""
+    learnt, one line per experiment (``experiment_style``)."""
     plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for curve in curves:
-        style = "o-" if len(curve.tasks_learnt) > 1 else "o"
-        left.plot(curve.tasks_learnt, curve.accuracy, style, markersize=3, label=curve.label)
-        right.plot(curve.tasks_learnt, curve.size, style, markersize=3, label=curve.label)
+    for index, curve in enumerate(curves):
+        style = curve.style or experiment_style(index, len(curves))
+        line = "-" if len(curve.tasks_learnt) > 1 else ""
+        for axes, values in ((left, curve.accuracy), (right, curve.size)):
+            axes.plot(curve.tasks_learnt, values, linestyle=line, markersize=4, label=curve.label, **style)
     for axes, label in ((left, "average accuracy on the tasks learnt (%)"), (right, "model size (MB)")):
         axes.set_xlabel("tasks learnt")
         axes.set_ylabel(label)

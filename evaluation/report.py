@@ -211,7 +211,8 @@ def write_report(folders: Sequence[str], out: str) -> str:
     flags, swept = differing_flags(experiments), swept_flags(experiments)
     prefix = shared_prefix(experiments)
     rows, points, curves, sections = [], [], [], []
-    for experiment in experiments:
+    for number, experiment in enumerate(experiments):
+        style = figures.experiment_style(number, len(experiments))
         accuracy = over_repeats(experiment, "avg_acc", "std_acc", lambda run: run["avg_acc"])
         interval = interval_95([run["avg_acc"] for run in experiment.runs])
         size = over_repeats(experiment, "model_size", "std_model_size", lambda run: run["model_size"])
@@ -224,10 +225,10 @@ def write_report(folders: Sequence[str], out: str) -> str:
                      format_stat((seconds[0], None), 0)])
         if accuracy[0] is not None and size[0] is not None:
             points.append(figures.Point(experiment.name[len(prefix):], size[0], accuracy[0],
-                                        interval if interval is not None else accuracy[1]))
+                                        interval if interval is not None else accuracy[1], style))
         curve = over_tasks(experiment)
         if curve is not None:
-            curves.append(dataclasses.replace(curve, label=curve.label[len(prefix):]))
+            curves.append(dataclasses.replace(curve, label=curve.label[len(prefix):], style=style))
         drawn = experiment_figures(experiment, out)
         sections.append(f"### {experiment.name}\n\n" + "\n".join(f"![{name}]({name})" for name in drawn)
                         + "".join(f"\n\n*Note: {note}.*" for note in experiment.notes))

@@ -9,7 +9,7 @@ import pytest
 
 import iBatchLearn
 from helpers import QUICK, REPO_ROOT
-from evaluation.figures import label_groups, spread
+from evaluation.figures import clipped_interval, experiment_style, label_groups, spread
 from evaluation.report import Experiment, over_tasks
 from evaluation.report import main as report_main
 from evaluation.results import interval_95
@@ -126,6 +126,20 @@ def test_spread_keeps_order_and_gap_and_leaves_spaced_labels_alone():
 
 def test_label_groups_join_points_of_about_the_same_size_only():
     assert label_groups([1.6, 5.7, 1.6, 7.9, 1.7, 6.0], 0.5) == [[0, 2, 4], [1, 5], [3]]
+
+
+def test_error_bars_stop_at_the_accuracies_that_can_be():
+    assert clipped_interval(80.0, 60.8) == [[60.8], [20.0]]
+    assert clipped_interval(30.0, 45.0) == [[30.0], [45.0]]
+    assert clipped_interval(50.0, 5.0) == [[5.0], [5.0]]
+
+
+@pytest.mark.parametrize("count", [3, 10, 15, 20, 45])
+def test_every_experiment_of_a_report_has_its_own_color_and_marker(count):
+    styles = [experiment_style(index, count) for index in range(count)]
+    assert len({(tuple(style["color"]), style["marker"]) for style in styles}) == count
+    if count <= 20:  # one marker while the colors last, so the colors alone tell them apart
+        assert len({tuple(style["color"]) for style in styles}) == count
 
 
 def test_the_95_percent_interval_is_students_t_over_the_repeats():
