@@ -147,24 +147,32 @@ def _svhn_where(dataroot: str) -> str:
             f"{os.path.join(dataroot, 'SVHN', '')} or pass --dataroot")
 
 
-def _svhn_path(dataroot: str, split: str) -> str:
-    """The split's file in ``<dataroot>/SVHN/`` or ``<dataroot>/``, downloaded into the first where neither has it."""
-    file_name = SVHN_FILES[split]
-    primary = os.path.join(dataroot, "SVHN", file_name)
-    for path in (primary, os.path.join(dataroot, file_name)):
-        if os.path.isfile(path):
-            return path
-    log.info("%s not found: downloading it", primary)
+def _svhn_folder(dataroot: str) -> str:
+    """Where both splits are read from: the first of ``<dataroot>/SVHN/`` and ``<dataroot>/`` that holds either
+    file, else ``<dataroot>/SVHN/`` (into which they are downloaded); never a split from each."""
+    candidates = (os.path.join(dataroot, "SVHN"), dataroot)
+    for folder in candidates:
+        if any(os.path.isfile(os.path.join(folder, name)) for name in SVHN_FILES.values()):
+            return folder
+    return candidates[0]
+
+
+def _svhn_path(folder: str, split: str, dataroot: str) -> str:
+    """The split's file in ``folder``, downloaded there where it is missing."""
+    path = os.path.join(folder, SVHN_FILES[split])
+    if os.path.isfile(path):
+        return path
+    log.info("%s not found: downloading it", path)
     url, _, md5 = torchvision.datasets.SVHN.split_list[split]
     try:
-        download_url(url, os.path.dirname(primary), file_name, md5)
+        download_url(url, folder, SVHN_FILES[split], md5)
     except Exception as error:  # a download fails in many ways (network, disk, checksum); all mean "no data"
         log.info("download of %s failed: %s", url, error)
-        if os.path.isfile(primary):
-            os.remove(primary)
-        raise UserError(f"SVHN not found ({primary} is missing): {_svhn_where(dataroot)}; "
+        if os.path.isfile(path):
+            os.remove(path)
+        raise UserError(f"SVHN not found ({path} is missing): {_svhn_where(dataroot)}; "
                         "they are downloaded automatically where a network is reachable") from error
-    return primary
+    return path
 
 
 def _svhn_problem(content: dict) -> Optional[str]:
@@ -194,10 +202,12 @@ def _read_svhn_split(path: str) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def SVHN(dataroot: str) -> Tuple[ImageSet, ImageSet]:
-    """SVHN (cropped digits) from ``<dataroot>/SVHN/`` or ``<dataroot>/``; never augmented."""
+    """SVHN (cropped digits) from ``<dataroot>/SVHN/`` or ``<dataroot>/`` (both splits from the same folder,
+    ``_svhn_folder``); never augmented."""
     mean, std = NORMALISATION["SVHN"]
     transform = BatchTransform(mean, std)
-    train_path, test_path = _svhn_path(dataroot, "train"), _svhn_path(dataroot, "test")
+    folder = _svhn_folder(dataroot)
+    train_path, test_path = _svhn_path(folder, "train", dataroot), _svhn_path(folder, "test", dataroot)
     log.info("reading SVHN from %s and %s", train_path, test_path)
     return ImageSet(*_read_svhn_split(train_path), transform), ImageSet(*_read_svhn_split(test_path), transform)
 

@@ -167,6 +167,20 @@ def test_svhn_found_directly_under_dataroot(tmp_path):
     assert SVHN(str(tmp_path))[1].images.shape == (10, 3, 32, 32)
 
 
+def test_svhn_never_reads_its_splits_from_two_folders(tmp_path):
+    """A train file in ``SVHN/`` and a test file (of another copy) directly under the dataroot: the test split is
+    looked for beside the train split, and its absence there is the error, not the other folder's file read."""
+    folder = write_svhn_mat(str(tmp_path), n_train=10, n_test=10)
+    write_svhn_mat(str(tmp_path), n_train=12, n_test=14, folder_name="", seed=1)
+    os.remove(os.path.join(folder, "test_32x32.mat"))
+    with pytest.raises(UserError) as error:
+        SVHN(str(tmp_path))
+    assert os.path.join(folder, "test_32x32.mat") in one_line(error)
+    os.remove(os.path.join(folder, "train_32x32.mat"))
+    train, test = SVHN(str(tmp_path))
+    assert (len(train.labels), len(test.labels)) == (12, 14)
+
+
 def test_missing_or_malformed_svhn_is_user_error_naming_the_file(tmp_path):
     with pytest.raises(UserError) as error:
         SVHN(str(tmp_path))
