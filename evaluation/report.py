@@ -111,16 +111,31 @@ def method(experiment: Experiment, swept: Sequence[str]) -> str:
     return flags["agent_name"] + "".join(f" ({label})" for label in protocols)
 
 
+def method_flags(experiment: Experiment) -> Optional[List[str]]:
+    """The flags only some methods read that this experiment's method does (``environment.method_flags``); None
+    where the results do not record them (older results, the published code's)."""
+    if not experiment.runs:
+        return None
+    return experiment.runs[0].get("environment", {}).get("method_flags")
+
+
 def differing_flags(experiments: Sequence[Experiment]) -> Dict[str, str]:
     """For each experiment, ``--flag value`` of every flag whose value differs between the experiments that recorded
-    their flags."""
+    their flags; a flag that only some methods read (``method_flags``) only for the experiments whose method reads
+    it (GEM's ``--memory_size``, not fine-tuning's unread default)."""
     swept = swept_flags(experiments)
     recorded = {experiment.name: experiment.flags(swept) for experiment in experiments
                 if experiment.flags(swept) is not None}
+    read = {experiment.name: method_flags(experiment) for experiment in experiments}
+    of_some_methods = {flag for flags in read.values() if flags for flag in flags}
     names = sorted({name for flags in recorded.values() for name in flags} - set(UNCOMPARED_FLAGS))
     differ = [name for name in names if len({json.dumps(flags.get(name)) for flags in recorded.values()}) > 1]
+
+    def shown(experiment: str, flag: str) -> bool:
+        return read[experiment] is None or flag not in of_some_methods or flag in read[experiment]
+
     return {name: " ".join(command_line_flag(flag, flags.get(flag)) for flag in differ
-                           if flags.get(flag) not in (None, False))
+                           if flags.get(flag) not in (None, False) and shown(name, flag))
             for name, flags in recorded.items()}
 
 

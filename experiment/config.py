@@ -20,7 +20,8 @@ from dataloaders import DATASET_CLASSES, DATASETS, IMAGE_FOLDER, MULTIDATASET, S
 from dataloaders import split_boundaries
 from models import feature_positions, model_builders
 from utils.errors import ArgumentParser, UserError
-from utils.flags import add_flags, at_least_zero, check_flags, flag, format_values, from_flags, positive, swept_flags
+from utils.flags import add_flags, at_least_zero, check_flags, flag, flag_fields, format_values, from_flags, positive
+from utils.flags import swept_flags
 from utils.runtime import configure_cudnn, pick_device
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,13 @@ class MethodChoice:
     def cls(self) -> type:
         """The method's class (``agents.agent_class``)."""
         return agent_class(self.agent_type, self.agent_name)
+
+    @property
+    def own_flags(self) -> List[str]:
+        """The flags only some methods read and this one does: its ``Settings``' flags that ``LoopSettings`` (every
+        method's) lacks, inherited ones included (GEM's ``--reg_coef`` as ``--memory_size``)."""
+        shared = {setting.name for setting in flag_fields(LoopSettings)}
+        return sorted(setting.name for setting in flag_fields(self.cls.Settings) if setting.name not in shared)
 
 
 @dataclass(frozen=True)

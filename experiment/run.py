@@ -135,7 +135,8 @@ class Run(Hooks):
         dense = {row: individual_models_size_mb(features, n, head_parameters(self.agents, names[:n]))
                  for row, n in zip(rows, learnt)}
         return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.experiment.swept,
-                              environment_record(self.device, self.config.flags))
+                              environment_record(self.device, self.config.flags,
+                                                 self.config.method.own_flags))
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def before_task(self, name: str) -> None:

@@ -4,6 +4,7 @@ from typing import List
 
 import pytest
 
+from experiment.config import MethodChoice
 from utils.errors import ArgumentParser, UserError
 from utils.flags import add_flags, at_least_zero, check_flags, flag, flag_fields, from_flags, swept_flags
 
@@ -56,3 +57,12 @@ def test_the_dataclass_takes_a_swept_flags_value_of_the_experiment():
     assert from_flags(Method, flags, {"weight": 0.4}, device="cuda:0", unknown=1) == Method(
         lr=0.001, schedule=[2], device="cuda:0", weight=0.4, shuffle=True, fast=False)
     assert from_flags(Method, flags).weight == 0.1
+
+
+@pytest.mark.parametrize("agent_type, agent_name, expected", [
+    ("exp_replay", "GEM", ["memory_size", "reg_coef"]),
+    ("packnet", "PackNet", ["post_prune_epochs", "prune_perc_per_layer"]),
+    ("SVDNet", "SVDNet", ["energy_sv", "grow_network", "perp_wt", "prev_sing", "reg_type_svd", "sparse_wt"]),
+])
+def test_a_methods_own_flags_are_those_its_settings_add_to_every_methods(agent_type, agent_name, expected):
+    assert MethodChoice(agent_type, agent_name).own_flags == expected

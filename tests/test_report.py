@@ -10,7 +10,7 @@ import pytest
 import iBatchLearn
 from helpers import QUICK, REPO_ROOT
 from evaluation.figures import clipped_interval, experiment_style, label_groups, spread
-from evaluation.report import Experiment, over_tasks
+from evaluation.report import Experiment, differing_flags, over_tasks
 from evaluation.report import main as report_main
 from evaluation.results import interval_95
 
@@ -75,6 +75,21 @@ def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs,
     assert ewc[1] == "EWC" and "--reg_coef 10.0" in ewc[2] and "--sparse_wt" not in ewc[2]
     assert summary_row(summary, "ewc_reg_coef1.0")[5] != "n/a" and ewc[4] == "n/a"  # one repeat: no interval
     assert "| cacl_sparse_wt0.1 |" in capsys.readouterr().out
+
+
+def test_a_flag_of_some_methods_only_shows_for_the_experiments_whose_method_reads_it():
+    def experiment(name, flags, read):
+        environment = {"flags": {"model_name": "Net", **flags}, **({} if read is None else {"method_flags": read})}
+        return Experiment(name, [{"setting": {}, "environment": environment}], {})
+
+    shown = differing_flags([
+        experiment("finetune", {"memory_size": 1000, "energy_sv": 3e-05}, []),
+        experiment("gem", {"memory_size": 200, "energy_sv": 3e-05}, ["memory_size"]),
+        experiment("cacl", {"memory_size": 1000, "energy_sv": 0.001}, ["energy_sv"]),
+        experiment("older", {"memory_size": 1000, "energy_sv": 3e-05}, None),  # results without the record
+    ])
+    assert shown == {"finetune": "", "gem": "--memory_size 200", "cacl": "--energy_sv 0.001",
+                     "older": "--energy_sv 3e-05 --memory_size 1000"}
 
 
 def test_report_on_results_in_the_published_format_skips_what_they_do_not_hold(finished_runs, tmp_path):

@@ -2,7 +2,7 @@
 import os
 import platform
 import subprocess
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import torch
 
@@ -30,9 +30,10 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_record(device: torch.device, flags: Mapping) -> dict:
-    """``{"torch", "cuda", "python", "device", "device_name", "threads", "git_commit", "flags"}``; ``cuda`` is the
-    CUDA version torch was built with (None for a CPU build)."""
+def environment_record(device: torch.device, flags: Mapping, method_flags: Sequence[str] = ()) -> dict:
+    """``{"torch", "cuda", "python", "device", "device_name", "threads", "git_commit", "flags", "method_flags"}``;
+    ``cuda`` is the CUDA version torch was built with (None for a CPU build); ``method_flags`` the flags of
+    ``flags`` that only some methods read and this run's does."""
     return {
         "torch": str(torch.__version__),
         "cuda": torch.version.cuda,
@@ -42,4 +43,5 @@ def environment_record(device: torch.device, flags: Mapping) -> dict:
         "threads": torch.get_num_threads(),
         "git_commit": git_commit(),
         "flags": dict(flags),
+        "method_flags": list(method_flags),
     }
