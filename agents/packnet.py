@@ -33,7 +33,8 @@ retrain the ones it kept, and hold them for it ever after; task ``k`` is evaluat
 
 Defaults: ``--prune_perc_per_layer 0.5`` (``src/main.py``'s default, and ``run_imagenet_pruning.sh``'s; the
 sequence scripts prune each added task at 0.75) and ``--post_prune_epochs 10`` (every script in ``src/scripts``;
-``src/main.py``'s own default 0 skips retraining). Its saved model is ``final_model.pth`` and ``packnet_owners.pth`` (``PackNet.STATE_FILE``).
+``src/main.py``'s own default 0 skips retraining). Its saved model is ``final_model.pth`` and ``packnet_owners.pth``
+(``PackNet.STATE_FILE``).
 """
 import math
 from dataclasses import dataclass

@@ -41,7 +41,6 @@ from utils.errors import UserError
 from utils.flags import above_zero_up_to_one, flag
 
 
-
 @dataclass
 class PNNSettings(LoopSettings):
     """Progressive networks' own flag."""
