@@ -30,7 +30,7 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_record(device: torch.device, flags: Mapping, method_flags: Sequence[str] = ()) -> dict:
+def environment_record(device: torch.device, flags: Mapping, method_flags: Sequence[str]) -> dict:
     """``{"torch", "cuda", "python", "device", "device_name", "threads", "git_commit", "flags", "method_flags"}``;
     ``cuda`` is the CUDA version torch was built with (None for a CPU build); ``method_flags`` the flags of
     ``flags`` that only some methods read and this run's does."""
