@@ -7,7 +7,7 @@ import sys
 from typing import List
 
 from experiment.builders import load_data
-from experiment.config import Config, prepare_run, read_config
+from experiment.config import Config, prepared_run, read_config
 from experiment.evaluate_saved import evaluate_saved_model
 from experiment.search import run_search
 from experiment.training import train
@@ -17,12 +17,12 @@ from utils.errors import run_command
 def run_experiments(config: Config) -> List[str]:
     """Every experiment of the sweep (or the ``--loadmodel`` evaluation, or a ``--debug`` search); returns the
     tables to print."""
-    device = prepare_run(config)
-    if config.searches.debug:
-        return [run_search(config, device, load_data(config.data))]
-    if config.run.loadmodel:
-        return [evaluate_saved_model(config, device)]
-    return train(config, device, load_data(config.data))
+    with prepared_run(config) as device:
+        if config.searches.debug:
+            return [run_search(config, device, load_data(config.data))]
+        if config.run.loadmodel:
+            return [evaluate_saved_model(config, device)]
+        return train(config, device, load_data(config.data))
 
 
 def main(argv=None) -> int:

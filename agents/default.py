@@ -1,5 +1,6 @@
 """``NormalNN``: fine-tuning, and the loop every method shares (one task after another, multi-head loss, per-task
 evaluation); ``LoopSettings``: the training flags every method reads."""
+import logging
 import os
 import time
 from collections import defaultdict
@@ -20,6 +21,8 @@ from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
 from utils.files import atomic_torch_save
 from utils.flags import at_least_zero, flag, format_values, from_flags, positive
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "final_model.pth"
 """The model's state dict in a saved model's folder (``saves/<exp>/``), as published."""
@@ -137,6 +140,11 @@ class NormalNN:
         """Wall-clock seconds each task took to learn (its epochs, ``end_task`` and ``consolidate``)."""
         self.task_started = 0.0
         """``time.perf_counter()`` when the current task began (earlier by the seconds it ran before a resume)."""
+        self.task_images: Dict[str, int] = {}
+        """Training images each task's steps took, over all its epochs (``images_per_second``)."""
+        self.images_in_task: Optional[int] = 0
+        """Training images the current task's steps have taken so far, before a resume too (None: unknown, a
+        checkpoint written before they were counted)."""
 
     @classmethod
     def check_model(cls, model_type: str, model_name: str) -> None:
@@ -206,7 +214,7 @@ class NormalNN:
         ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
         ``on_epoch(report)`` is called after every epoch, when ``training_state`` can be saved to continue from there.
         After ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
-        The seconds it took go to ``task_seconds``. A NaN or infinite loss stops it with a ``UserError`` naming the
+        The seconds it took go to ``task_seconds``, the images its steps took to ``task_images``. A NaN or infinite loss stops it with a ``UserError`` naming the
         step (``LossWatch``: checked every ``print_freq`` steps and at the end of each epoch, before ``on_epoch``).
         """
         resume, self.resume_point = self.resume_point, None
@@ -215,13 +223,14 @@ class NormalNN:
         self.training_heads = list(resume["heads"] if resume is not None
                                    else heads if heads is not None else [self.head_of(task)])
         self.begin_task(task)
-        self.current_task, self.epochs_done = task, 0
+        self.current_task, self.epochs_done, self.images_in_task = task, 0, 0
         self.task_started = time.perf_counter()
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
             self.scheduler.load_state_dict(resume["scheduler"])
             self.epochs_done = resume["epochs_done"]
             self.task_started -= resume["seconds"]
+            self.images_in_task = resume.get("images")
         epochs = self.task_epochs()
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
@@ -232,6 +241,8 @@ class NormalNN:
             for iteration, (inputs, targets, tasks) in enumerate(train_loader):
                 watch.step(self.observe(inputs, targets, tasks), iteration)
                 self.global_step += 1
+                if self.images_in_task is not None:
+                    self.images_in_task += len(targets)
                 if self.global_step % self.settings.print_freq == 0:
                     report.losses.append((self.global_step, watch.check(task, epoch)))
             watch.check(task, epoch)
@@ -243,9 +254,19 @@ class NormalNN:
         self.end_task(task)
         self.consolidate(task, train_loader)
         self.task_seconds[task] = time.perf_counter() - self.task_started
+        if self.images_in_task is not None:
+            self.task_images[task] = self.images_in_task
+            log.info("task %s learnt in %.1f s: %d training images, %.0f images/s", task, self.task_seconds[task],
+                     self.images_in_task, self.images_per_second().get(task, 0.0))
         self.tasks_trained.append(task)
         if self.settings.save_running_stats:
             self.running_stats[task] = batchnorm_statistics(self.model)
+
+    def images_per_second(self) -> Dict[str, float]:
+        """Each learnt task's training images per second: ``task_images / task_seconds``, the images its steps took
+        over every epoch by the wall-clock seconds it took to learn (``end_task`` and ``consolidate`` included)."""
+        return {task: self.task_images[task] / seconds for task, seconds in self.task_seconds.items()
+                if task in self.task_images and seconds > 0}
 
     def task_epochs(self) -> int:
         """The epochs ``learn_task`` trains a task: the last of ``--schedule`` (a method may add some after them)."""
@@ -261,13 +282,14 @@ class NormalNN:
         Random generators are the caller's."""
         state = {"model": self.model.state_dict(), "tasks_trained": list(self.tasks_trained),
                  "global_step": self.global_step, "valid_out_dim": self.valid_out_dim,
-                 "running_stats": self.running_stats, "task_seconds": dict(self.task_seconds), "in_task": None,
-                 **self.continual_state()}
+                 "running_stats": self.running_stats, "task_seconds": dict(self.task_seconds),
+                 "task_images": dict(self.task_images), "in_task": None, **self.continual_state()}
         if self.current_task is not None:
             state["in_task"] = {"task": self.current_task, "heads": list(self.training_heads),
                                 "epochs_done": self.epochs_done, "optimizer": self.optimizer.state_dict(),
                                 "scheduler": self.scheduler.state_dict(),
-                                "seconds": time.perf_counter() - self.task_started}
+                                "seconds": time.perf_counter() - self.task_started,
+                                "images": self.images_in_task}
         return state
 
     def load_training_state(self, state: dict) -> None:
@@ -278,6 +300,7 @@ class NormalNN:
         self.global_step = state["global_step"]
         self.valid_out_dim = state["valid_out_dim"]
         self.task_seconds = dict(state["task_seconds"])
+        self.task_images = dict(state.get("task_images", {}))
         self.load_running_stats(state["running_stats"], "the checkpoint")
         self.resume_point = state["in_task"]
         self.load_continual_state(state)

@@ -40,8 +40,8 @@ Where this differs from the authors' code:
 - BatchNorm (VGG16-BN; the published networks have none): from the second task on its layers run in eval mode, so the
   statistics earlier tasks are evaluated with stay as the first task left them (as PackNet's ``train_nobn``); its
   weight and bias are scaled as a bias is.
-- On the CPU, subnormal floats (below 10⁻³⁸) are flushed to 0 while HAT trains and in its evaluated weights
-  (``SUBNORMAL``): the unused units' gates produce them, and they make a step several times slower.
+- Its evaluated weights hold no subnormal float (below 10⁻³⁸, ``SUBNORMAL``): the unused units' gates produce them.
+  (Training on the CPU flushes them to 0 for every method: ``utils.runtime.subnormals_flushed``.)
 """
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
@@ -61,10 +61,10 @@ CLIP_GRADIENT_NORM = 10000.0
 """The published ``clipgrad``: the norm every step's gradients are clipped to (``torch.nn.utils.clip_grad_norm_``)."""
 SUBNORMAL = torch.finfo(torch.float32).tiny
 """Below this, a float32 is subnormal: σ(s·e) of an unused unit reaches there (s·e < −87) and spreads through the
-products, and each operation on a subnormal number takes the CPU many times longer (a training step of the dense
-``Net`` 4× longer). So on the CPU HAT trains with subnormal floats flushed to 0 (``torch.set_flush_denormal``; in the
-thread that calls the operators, all of them under ``OMP_NUM_THREADS=1``) and evaluates with the subnormal gated
-weights set to 0: values 10⁻³⁸ and below, whose effect on the outputs and gradients is below float32's resolution."""
+products, and each operation on a subnormal number takes an x86 CPU many times longer (a training step of the dense
+``Net`` 4× longer). A run flushes them to 0 on the CPU (``utils.runtime.subnormals_flushed``, every method); a task's
+evaluated (and exported) network has its subnormal gated weights set to 0 wherever it runs: values 10⁻³⁸ and below,
+whose effect on the outputs is below float32's resolution."""
 USED = 0.5
 """A unit a task's binary gate (``σ(smax·e)``) exceeds this for is used by the task (``units_added``)."""
 
@@ -208,17 +208,11 @@ class HAT(SavedContinualState):
                 layer.eval()
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
-        """One step at the annealed ``s`` of the batch's place in the epoch; on the CPU with subnormal floats
-        flushed to 0 (``SUBNORMAL``)."""
+        """One step at the annealed ``s`` of the batch's place in the epoch."""
         smax = self.settings.hat_smax
         self.s = 1 / smax + (smax - 1 / smax) * self.position / self.epoch_samples
         self.gates = [torch.sigmoid(self.s * e) for e in self.embeddings[self.current_task]]
-        on_cpu = self.device.type == "cpu"
-        torch.set_flush_denormal(on_cpu)
-        try:
-            terms = super().observe(inputs, targets, tasks)
-        finally:
-            torch.set_flush_denormal(False)
+        terms = super().observe(inputs, targets, tasks)
         self.position = (self.position + len(targets)) % self.epoch_samples
         return terms
 

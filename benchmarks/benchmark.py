@@ -7,36 +7,49 @@ Rows, all measured in this process on one device (``--device``), batch 64, 32×3
 3. ``train_path``: one epoch of a first task through ``agent.learn_task`` with a ``TaskLoader`` over CIFAR-100-shaped
    uint8 images, augmented on the device (crop + flip, CIFAR-100 mean/std), end-of-task step included;
 3b. ``train_path_task20``: the same epoch as the 20th task of a network grown over 19 earlier ones (state built
-   directly, see ``grown_agent``);
+   directly from fresh random components, see ``grown_agent``);
+3c. ``train_path_trained``: one epoch of the 5th task of Split Fashion-MNIST (the quickstart's flags) on a network
+   really trained on the 4 tasks before it, as the real run of row 6 trains them (``trained_network_rate``): the
+   row that shows a slowdown that depends on trained values (subnormal floats on an x86 CPU did);
 4. ``eval_path``: ``agent.evaluate`` on each of the 20 tasks of such a model;
 4b. ``eval_pruned``: ``agent.evaluate`` on one task of a pruned ``Net_SVD`` (the first task's components of the
    published CIFAR-100 sparse_wt0.4 checkpoint, 0.15× the dense multiply-adds), against
 4c. ``eval_floor``: the same evaluation through the dense ``Net`` (the floor of evaluation; rows 4b and 4c are
    given as ratios to 4c);
 5. ``peak_rss_mb``: peak resident memory of a whole 20-task, 1-epoch CIFAR-100-shaped run of ``iBatchLearn.py``,
-   in a child process.
+   in a child process;
+6. ``real_run``: each task's training images per second (its results' ``images_per_s``) in a real run of
+   ``iBatchLearn.py`` on Split Fashion-MNIST with row 3c's flags, in a child process, and row 3c's rate as a ratio
+   to its 5th task's (``trained_to_real``).
 
-Rates are images per second, the best of ``--rounds`` measurements after warm-up; each row is also given as a ratio
-to row 1. The table is printed and written to ``results/benchmark.json``.
+Rows 3c and 6 read the real Fashion-MNIST where this machine has it (``data/FashionMNIST/raw/`` or Debian's
+package), else synthetic files in its format (``trained_data`` says which). Rates are images per second, the best of
+``--rounds`` measurements after warm-up; rows 1-4 and 3c are also given as a ratio to row 1. Every row runs as a run
+does: on the CPU with subnormal floats flushed to 0 (``utils.runtime.subnormals_flushed``). The table is printed
+and written to ``results/benchmark.json``.
 """
 import argparse
+import contextlib
+import copy
 import dataclasses
+import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader
-from dataloaders.synthetic import write_cifar100
-from experiment.builders import make_agent
+from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader, local_idx_folder
+from dataloaders.synthetic import write_cifar100, write_mnist_idx
+from experiment.builders import load_data, make_agent, make_tasks
 from experiment.config import read_config
 from models import svd_layers
 from utils.files import atomic_json_dump
+from utils.runtime import seed_everything, subnormals_flushed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH_SIZE = 64
@@ -49,6 +62,11 @@ the initial ranks [18, 57, 104, 115, 170]: [199, 576, 650, 712, 862])."""
 
 PRUNED_IDENTIFIERS = [5, 11, 12, 11, 8]
 """The published CIFAR-100 sparse_wt0.4 checkpoint's components after its first task."""
+QUICKSTART_FLAGS = ["--dataset", "FashionMNIST", "--first_split_size", "2", "--other_split_size", "2",
+                    "--sparse_wt", "0.4", "-e", "0.001", "--grow_network"]
+"""``scripts/quickstart.sh``'s data and CACL flags (rows 3c and 6): Split Fashion-MNIST, 5 tasks of 2 classes."""
+TRAINED_TASKS = 4
+"""Tasks trained for real before row 3c's timed one."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +80,14 @@ class Sizes:
     test_images: int = 500
     rss_train_per_class: int = 500
     rss_test_per_class: int = 100
+    trained_images: int = 3000
+    """Training images a task of rows 3c and 6 (the first of each Split Fashion-MNIST task)."""
+    real_data: bool = True
+    """Rows 3c and 6 on the real Fashion-MNIST where this machine has it (else always synthetic files)."""
 
 
 QUICK = Sizes(warmup_steps=1, steps=2, rounds=1, train_images=2 * BATCH_SIZE, test_images=BATCH_SIZE,
-              rss_train_per_class=8, rss_test_per_class=2)
+              rss_train_per_class=8, rss_test_per_class=2, trained_images=BATCH_SIZE, real_data=False)
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -76,6 +98,7 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None, help="measurements per row, the best is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--no_memory", action="store_true", help="skip row 5 (the whole 20-task run)")
+    parser.add_argument("--no_real_run", action="store_true", help="skip row 6 (the whole Split Fashion-MNIST run)")
     parser.add_argument("--amp", action="store_true", help="every row with iBatchLearn's --amp (bfloat16 autocast)")
     parser.add_argument("--compile", action="store_true", help="every row with iBatchLearn's --compile")
     parser.add_argument("--output", default=os.path.join("results", "benchmark.json"), help="where the JSON goes")
@@ -213,6 +236,55 @@ def learn(agent, name: str, loader: TaskLoader) -> int:
     return len(loader.targets)
 
 
+@contextlib.contextmanager
+def fashion_mnist_root(sizes: Sizes) -> Iterator[Tuple[str, str]]:
+    """``(dataroot, what it holds)`` for rows 3c and 6: the real Fashion-MNIST where this machine has it (under
+    ``data/`` of the working directory or of the repository, or Debian's package; never downloaded), else synthetic
+    files in its official format in a temporary folder (each class's template plus noise, as many training images a
+    task as ``sizes.trained_images``)."""
+    for root in ("data", os.path.join(REPO_ROOT, "data")):
+        if sizes.real_data and local_idx_folder("FashionMNIST", root) is not None:
+            yield root, "real Fashion-MNIST"
+            return
+    with tempfile.TemporaryDirectory(prefix="cacl-benchmark-fmnist-") as folder:
+        write_mnist_idx(folder, "FashionMNIST", n_train=5 * sizes.trained_images, n_test=5 * BATCH_SIZE)
+        yield folder, "synthetic Fashion-MNIST-format files"
+
+
+def trained_flags(dataroot: str, sizes: Sizes, speed: Speed) -> List[str]:
+    """Rows 3c and 6: the quickstart's data and method flags, one epoch a task of ``sizes.trained_images`` images,
+    batch ``BATCH_SIZE``."""
+    return [*QUICKSTART_FLAGS, "--dataroot", dataroot, "--batch_size", str(BATCH_SIZE), "--schedule", "1",
+            "--max_train_samples", str(sizes.trained_images), "--print_freq", str(10 ** 9),
+            *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
+
+
+def trained_agent(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str):
+    """``(agent, stream)``: the agent of row 6's run after its first ``TRAINED_TASKS`` tasks, trained here as the
+    first repeat of that run trains them (seeded with ``--seed``; the driver's task order, tasks, agent and
+    loaders), and the run's tasks."""
+    config = read_config(["--gpuid", "-1", *trained_flags(dataroot, sizes, speed)])
+    data = load_data(config.data)
+    seed_everything(config.protocol.seed)
+    tasks = make_tasks(config, data, device)
+    agent = make_agent(config, config.experiments()[0], device, tasks.image_size, tasks.out_dim)
+    for name in tasks.stream.names[:TRAINED_TASKS]:
+        agent.learn_task(name, tasks.stream.train_loader(name))
+    return agent, tasks.stream
+
+
+def trained_network_rate(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str) -> float:
+    """Row 3c: one epoch of the 5th Split Fashion-MNIST task through ``learn_task`` (its end-of-task step included),
+    on a copy of the network trained on the 4 tasks before it (``trained_agent``)."""
+    agent, stream = trained_agent(device, speed, sizes, dataroot)
+    timed = stream.names[TRAINED_TASKS]
+    best = 0.0
+    for _ in range(sizes.rounds):
+        trial, loader = copy.deepcopy(agent), stream.train_loader(timed)
+        best = max(best, images_per_second(lambda: learn(trial, timed, loader), device))
+    return best
+
+
 def eval_path_rate(device: torch.device, speed: Speed, sizes: Sizes) -> float:
     """Row 4: ``agent.evaluate`` on each task of a 20-task model, each through its own components and head."""
     agent = grown_agent(device, speed, TASKS)
@@ -255,28 +327,54 @@ def evaluation_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[s
     return best
 
 
+def gpuid(device: torch.device) -> List[str]:
+    """The driver's ``--gpuid`` for ``device``."""
+    return ["--gpuid", str(device.index or 0) if device.type == "cuda" else "-1"]
+
+
+def driver_in_child(flags: List[str], folder: str, threads: Optional[int], what: str):
+    """``iBatchLearn.py flags`` in a child process working in ``folder`` (its log: ``folder/run.log``); returns its
+    resource usage (``os.wait4``). A failed run is a ``RuntimeError`` with the end of its log."""
+    environment = dict(os.environ)
+    if threads is not None:
+        environment["OMP_NUM_THREADS"] = str(threads)
+    with open(os.path.join(folder, "run.log"), "wb") as log:
+        child = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), *flags], cwd=folder,
+                                 stdout=log, stderr=subprocess.STDOUT, env=environment)
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        with open(os.path.join(folder, "run.log"), encoding="utf-8", errors="replace") as log:
+            tail = log.read()[-3000:]
+        raise RuntimeError(f"{what} failed (exit status {os.waitstatus_to_exitcode(status)}):\n{tail}")
+    return usage
+
+
 def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optional[int]) -> float:
     """Row 5: peak resident set (MB) of ``iBatchLearn.py`` on 20 CIFAR-100-shaped tasks, 1 epoch each, in a child."""
     with tempfile.TemporaryDirectory(prefix="cacl-benchmark-") as folder:
         write_cifar100(folder, sizes.rss_train_per_class, sizes.rss_test_per_class)
-        command = [sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), "--dataset", "CIFAR100",
-                   "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size", str(BATCH_SIZE),
-                   "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,
-                   "--gpuid", str(device.index or 0) if device.type == "cuda" else "-1",
-                   *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
-        environment = dict(os.environ)
-        if threads is not None:
-            environment["OMP_NUM_THREADS"] = str(threads)
-        with open(os.path.join(folder, "run.log"), "wb") as log:
-            child = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=environment)
-            _, status, usage = os.wait4(child.pid, 0)
-            child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            with open(os.path.join(folder, "run.log"), encoding="utf-8", errors="replace") as log:
-                tail = log.read()[-3000:]
-            raise RuntimeError(f"the 20-task run failed (exit status {child.returncode}):\n{tail}")
+        flags = ["--dataset", "CIFAR100", "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size",
+                 str(BATCH_SIZE), "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,
+                 *gpuid(device), *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
+        usage = driver_in_child(flags, folder, threads, "the 20-task run")
     # ru_maxrss is in kilobytes on Linux, in bytes on macOS
     return usage.ru_maxrss / (1024 * 1024 if platform.system() == "Darwin" else 1024)
+
+
+def real_run_record(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str,
+                    threads: Optional[int]) -> dict:
+    """Row 6: the results record (``output_run0.json``) of a real ``iBatchLearn.py`` run of row 3c's flags (one
+    repeat) in a child process."""
+    with tempfile.TemporaryDirectory(prefix="cacl-benchmark-run-") as folder:
+        driver_in_child([*trained_flags(os.path.abspath(dataroot), sizes, speed), *gpuid(device), "--repeat", "1",
+                         "--exp_name", "real"], folder, threads, "the Split Fashion-MNIST run")
+        with open(os.path.join(folder, "results", "real_sparse_wt0.4", "output_run0.json")) as file:
+            return json.load(file)
+
+
+def rates_in_training_order(record: dict) -> Dict[str, float]:
+    """A results record's ``images_per_s``, in training order (its accuracy matrix's rows)."""
+    return {task: record["images_per_s"][task] for task in record["acc_matrix"]}
 
 
 # --- report ------------------------------------------------------------------------------------------------------
@@ -285,6 +383,7 @@ ROWS = [
     ("2", "svd_step", "Net_SVD step, CACL loss (ready tensors)", "floor"),
     ("3", "train_path", "task 1 epoch via learn_task + TaskLoader", "floor"),
     ("3b", "train_path_task20", "task 20 epoch, grown network", "floor"),
+    ("3c", "train_path_trained", "task 5 epoch, 4 tasks trained (F-MNIST)", "floor"),
     ("4", "eval_path", "evaluate 20 tasks", "floor"),
     ("4b", "eval_pruned", "evaluate a pruned task (0.15x dense MACs)", "eval_floor"),
     ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor"),
@@ -296,12 +395,21 @@ def format_table(results: dict) -> str:
     lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
              f"batch {BATCH_SIZE}{''.join(f', {option}' for option in ('channels_last', 'amp', 'compile') if results[option])})"
              f"{' [quick: not a measurement]' if results['quick'] else ''}",
-             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4 to row 1, 4b-4c to 4c)"]
+             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4 and 3c to row 1, 4b-4c to 4c)"]
     for row, key, what, reference in ROWS:
         lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / results[reference]:8.2f}")
     rss = results["peak_rss_mb"]
     lines.append(f"{'5':>3}  {'peak RSS, 20 tasks x 1 epoch (MB)':<42} "
                  f"{'skipped' if rss is None else f'{rss:.0f}':>10}")
+    real = results["real_run"]
+    if real is None:
+        lines.append(f"{'6':>3}  {'real run, images/s per task':<42} {'skipped':>10}")
+    else:
+        first = next(iter(real.values()))
+        lines.append(f"{'6':>3}  real run, images/s per task (ratio to its first): "
+                     + ", ".join(f"{task} {rate:.1f} ({rate / first:.2f})" for task, rate in real.items()))
+        lines.append(f"{'':>3}  row 3c / the real run's task 5: {results['trained_to_real']:.2f}")
+    lines.append(f"{'':>3}  rows 3c and 6 on {results['trained_data']}")
     return "\n".join(lines)
 
 
@@ -318,12 +426,19 @@ def main(argv=None) -> int:
                "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick,
                "channels_last": device.type == "cpu", "amp": args.amp, "compile": args.compile}
     speed = Speed(amp=args.amp, compile=args.compile)
-    results.update(step_rates(device, speed, sizes))
-    results["train_path"] = train_path_rate(device, speed, sizes, tasks_before=0)
-    results["train_path_task20"] = train_path_rate(device, speed, sizes, tasks_before=TASKS - 1)
-    results["eval_path"] = eval_path_rate(device, speed, sizes)
-    results.update(evaluation_rates(device, speed, sizes))
-    results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, speed, sizes, args.threads)
+    with subnormals_flushed(device), fashion_mnist_root(sizes) as (dataroot, trained_data):
+        results.update(step_rates(device, speed, sizes))
+        results["train_path"] = train_path_rate(device, speed, sizes, tasks_before=0)
+        results["train_path_task20"] = train_path_rate(device, speed, sizes, tasks_before=TASKS - 1)
+        results["train_path_trained"] = trained_network_rate(device, speed, sizes, dataroot)
+        results["eval_path"] = eval_path_rate(device, speed, sizes)
+        results.update(evaluation_rates(device, speed, sizes))
+        results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, speed, sizes, args.threads)
+        results["real_run"] = None if args.no_real_run else rates_in_training_order(
+            real_run_record(device, speed, sizes, dataroot, args.threads))
+    results["trained_data"] = trained_data
+    results["trained_to_real"] = (None if results["real_run"] is None else
+                                  results["train_path_trained"] / list(results["real_run"].values())[TRAINED_TASKS])
     print(format_table(results))
     atomic_json_dump(results, args.output)
     return 0

@@ -10,8 +10,9 @@ Steps, in this order (``benchmarks.gpu_steps`` says what each does):
 4. ``run_20_tasks_device`` and ``run_20_tasks_cpu`` (started after step 1, on half the CPU cores, beside steps 2-4):
    a 20-task CIFAR-100-shaped run (synthetic images in the official format, 250 train and 50 test a class, one epoch
    a task) on the device and on the CPU, their per-task accuracies compared, zero forgetting checked;
-5. ``benchmark_plain``, ``benchmark_amp``, ``benchmark_compile``: ``scripts/benchmark.sh``'s rows 1-4c, plain, with
-   ``--amp`` and with ``--compile``, as images/s and as ratios to the dense floor on this device.
+5. ``benchmark_plain``, ``benchmark_amp``, ``benchmark_compile``: ``scripts/benchmark.sh``'s rows 1-4c (3c, a
+   network trained on 4 real tasks, included), plain, with ``--amp`` and with ``--compile``, as images/s and as
+   ratios to the dense floor on this device.
 
 Each step runs in its own process with a time limit, cut to what is left of the whole check's ``--budget`` (450 s on
 a GPU); the JSON is written after each step, so a stopped check still leaves what it measured. A step that fails, or
@@ -52,6 +53,7 @@ ROWS = [("1", "floor", "dense Net step (ready tensors)", "floor"),
         ("2", "svd_step", "Net_SVD step, CACL loss", "floor"),
         ("3", "train_path", "task 1 epoch (learn_task + TaskLoader)", "floor"),
         ("3b", "train_path_task20", "task 20 epoch, grown network", "floor"),
+        ("3c", "train_path_trained", "task 5 epoch, 4 tasks trained (F-MNIST)", "floor"),
         ("4", "eval_path", "evaluate 20 tasks", "floor"),
         ("4b", "eval_pruned", "evaluate a pruned task", "eval_floor"),
         ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor")]
@@ -308,6 +310,10 @@ def format_table(results: dict) -> str:
             lines.append(f"{len(run['acc'])}-task run, {variant} ({run['device']}, {run['threads']} threads): average "
                          f"{run['avg_acc']:.2f}%, {run['seconds']:.1f} s of training, zero forgetting: "
                          f"{'yes' if run['zero_forgetting'] else 'NO'}")
+            rates = list(run["images_per_s"].values())
+            if rates:
+                lines.append(f"  images/s per task: first {rates[0]:.0f}, later {min(rates[1:], default=rates[0]):.0f}"
+                             f" to {max(rates[1:], default=rates[0]):.0f}")
     if runs["comparison"]:
         comparison = runs["comparison"]
         lines.append(f"  per-task accuracy, device - CPU: max |diff| {comparison['max_abs_diff']:.2f} points, mean "

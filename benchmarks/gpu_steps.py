@@ -34,6 +34,7 @@ import torch
 from benchmarks.syncs import CudaSyncs, Sync
 from utils.environment import device_name, git_commit
 from utils.files import atomic_json_dump
+from utils.runtime import subnormals_flushed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_MODULE = os.path.join("tests", "test_cuda_path.py")
@@ -223,7 +224,7 @@ def run_flags(data: str, gpuid: int, quick: bool) -> List[str]:
 def run_20_tasks(options: StepOptions, report: Report) -> None:
     """What ``iBatchLearn.py`` runs for ``run_flags``, in a temporary working directory."""
     from experiment.builders import load_data
-    from experiment.config import prepare_run, read_config
+    from experiment.config import prepared_run, read_config
     from experiment.training import train
 
     device = options.device if options.variant == "device" else torch.device("cpu")
@@ -233,14 +234,17 @@ def run_20_tasks(options: StepOptions, report: Report) -> None:
         os.chdir(folder)  # the run's results/, saves/ and runs/
         try:
             config = read_config(run_flags(options.data, gpuid, options.quick))
-            train(config, prepare_run(config), load_data(config.data))
+            with prepared_run(config) as run_device:
+                train(config, run_device, load_data(config.data))
             with open(os.path.join("results", "gpu_check_sparse_wt0.1", "output_run0.json")) as file:
                 record = json.load(file)
         finally:
             os.chdir(previous)
     matrix = record["acc_matrix"]
     report({"run": {"device": str(device), "threads": torch.get_num_threads(), "acc": record["acc"],
-                    "avg_acc": record["avg_acc"], "seconds": record["seconds"], "model_size": record["model_size"],
+                    "avg_acc": record["avg_acc"], "seconds": record["seconds"],
+                    "images_per_s": {task: round(record["images_per_s"][task], 1) for task in record["acc_matrix"]},
+                    "model_size": record["model_size"],
                     "zero_forgetting": all(row[task] == matrix[task][task] for row in matrix.values() for task in row),
                     "acc_matrix": matrix}})
 
@@ -249,16 +253,18 @@ def run_20_tasks(options: StepOptions, report: Report) -> None:
 
 
 def benchmark(options: StepOptions, report: Report) -> None:
-    """``benchmarks.benchmark``'s rows 1-4c (row 5, a whole run's peak memory, is the 20-task run's step), each
-    written as soon as measured. On a GPU: 20 timed steps, 20 batches an epoch, 320 images a task evaluated, best of
-    2 rounds (1 compiled); on the CPU the benchmark's ``--quick`` sizes, and ``torch.compile`` without code generation
-    (backend ``eager``)."""
+    """``benchmarks.benchmark``'s rows 1-4c, 3c included (row 5, a whole run's peak memory, is the 20-task run's
+    step; row 6's per-task rates of a real run are that run's ``images_per_s``), each written as soon as measured.
+    On a GPU: 20 timed steps, 20 batches an epoch, 320 images a task evaluated, row 3c's tasks of 1,280 images, best
+    of 2 rounds (1 compiled); on the CPU the benchmark's ``--quick`` sizes, and ``torch.compile`` without code
+    generation (backend ``eager``). As the benchmark, with subnormal floats flushed to 0 on the CPU."""
     from benchmarks import benchmark as rows
 
     speed = rows.Speed(amp=options.variant == "amp", compile=options.variant == "compile")
     if options.device.type == "cuda":
         sizes = rows.Sizes(warmup_steps=3, steps=20, rounds=1 if speed.compile else 2,
-                           train_images=20 * rows.BATCH_SIZE, test_images=5 * rows.BATCH_SIZE)
+                           train_images=20 * rows.BATCH_SIZE, test_images=5 * rows.BATCH_SIZE,
+                           trained_images=20 * rows.BATCH_SIZE)
     else:
         sizes = rows.QUICK
         if speed.compile:
@@ -266,14 +272,18 @@ def benchmark(options: StepOptions, report: Report) -> None:
     device = options.device
     found = {"variant": options.variant, "compile_backend": "eager" if speed.compile and device.type == "cpu" else
              "inductor" if speed.compile else None, "sizes": dataclasses.asdict(sizes), "rows": {}}
-    measure = [lambda: rows.step_rates(device, speed, sizes),
-               lambda: {"train_path": rows.train_path_rate(device, speed, sizes, tasks_before=0)},
-               lambda: {"train_path_task20": rows.train_path_rate(device, speed, sizes, tasks_before=rows.TASKS - 1)},
-               lambda: {"eval_path": rows.eval_path_rate(device, speed, sizes)},
-               lambda: rows.evaluation_rates(device, speed, sizes)]
-    for row in measure[:1] if options.quick else measure:
-        found["rows"].update(row())
-        report({"benchmark": found})
+    with subnormals_flushed(device), rows.fashion_mnist_root(sizes) as (dataroot, trained_data):
+        found["trained_data"] = trained_data
+        measure = [lambda: rows.step_rates(device, speed, sizes),
+                   lambda: {"train_path": rows.train_path_rate(device, speed, sizes, tasks_before=0)},
+                   lambda: {"train_path_task20": rows.train_path_rate(device, speed, sizes,
+                                                                      tasks_before=rows.TASKS - 1)},
+                   lambda: {"train_path_trained": rows.trained_network_rate(device, speed, sizes, dataroot)},
+                   lambda: {"eval_path": rows.eval_path_rate(device, speed, sizes)},
+                   lambda: rows.evaluation_rates(device, speed, sizes)]
+        for row in measure[:1] if options.quick else measure:
+            found["rows"].update(row())
+            report({"benchmark": found})
 
 
 # ---------------------------------------------------------------- one step, in this process

@@ -19,7 +19,7 @@ from cluster.executors import job_states, log_tail
 from evaluation.results import format_table, write_final_record
 from experiment.builders import load_data
 from experiment.checkpoints import run_settings, settings_differences
-from experiment.config import Config, prepare_run
+from experiment.config import Config, prepared_run
 from experiment.training import train_job
 from utils.errors import UserError
 from utils.files import atomic_json_dump
@@ -43,7 +43,7 @@ def job_directory(sweep_dir: str, experiment: str, repeat: int) -> str:
 @dataclass
 class SweepJob(Checkpointable):
     """Repeat ``repeat`` of the experiment of index ``experiment_index`` (into ``config.experiments()``) as a
-    picklable submitit job: in ``workdir``, the device (``prepare_run``), the data, then ``train_job`` with the lock
+    picklable submitit job: in ``workdir``, the device (``prepared_run``), the data, then ``train_job`` with the lock
     and checkpoints in ``directory``, where its record ``done.json`` is written at the end.
 
     Pre-empted or timed out (SLURM signals it), submitit calls ``checkpoint``: the job is requeued as it is, at most
@@ -61,9 +61,9 @@ class SweepJob(Checkpointable):
     def __call__(self) -> dict:
         os.chdir(self.workdir)
         configure_logging()
-        device = prepare_run(self.config)
-        record = train_job(self.config, device, load_data(self.config.data), self.experiment_index, self.repeat,
-                           self.directory)
+        with prepared_run(self.config) as device:
+            record = train_job(self.config, device, load_data(self.config.data), self.experiment_index,
+                               self.repeat, self.directory)
         atomic_json_dump(record, os.path.join(self.directory, DONE_FILE))
         return record
 

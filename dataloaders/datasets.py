@@ -296,11 +296,18 @@ def _read_idx_split(folder: str, prefix: str) -> Tuple[torch.Tensor, torch.Tenso
     return padded, torch.from_numpy(labels).long()
 
 
-def _load_mnist_like(name: str, reader_class: Callable, dataroot: str, fallback_folders: Sequence[str] = (),
+def local_idx_folder(name: str, dataroot: str) -> Optional[str]:
+    """The folder holding the four IDX files of ``name`` (``MNIST``, ``FashionMNIST``) on this machine, without
+    downloading: ``<dataroot>/<name>/raw/``, then, for Fashion-MNIST, Debian's folder; None when none holds them."""
+    fallbacks = [DEBIAN_FASHION_MNIST_FOLDER] if name == "FashionMNIST" else []
+    return _complete_idx_folder([os.path.join(dataroot, name, "raw"), *fallbacks])
+
+
+def _load_mnist_like(name: str, reader_class: Callable, dataroot: str,
                      install_hint: str = "") -> Tuple[ImageSet, ImageSet]:
-    """Find the IDX files (torchvision layout, then fallbacks, then download) and read both splits, never augmented."""
+    """Find the IDX files (``local_idx_folder``, then a download) and read both splits, never augmented."""
     primary = os.path.join(dataroot, name, "raw")
-    folder = _complete_idx_folder([primary, *fallback_folders])
+    folder = local_idx_folder(name, dataroot)
     if folder is None and try_download(reader_class, name, dataroot):
         folder = _complete_idx_folder([primary])
     if folder is None:
@@ -321,7 +328,6 @@ def MNIST(dataroot: str, train_aug: bool = False) -> Tuple[ImageSet, ImageSet]:
 def FashionMNIST(dataroot: str, train_aug: bool = False) -> Tuple[ImageSet, ImageSet]:
     """Fashion-MNIST from ``<dataroot>/FashionMNIST/raw/`` or Debian's folder, as MNIST; ``train_aug`` is ignored."""
     return _load_mnist_like("FashionMNIST", torchvision.datasets.FashionMNIST, dataroot,
-                            fallback_folders=[DEBIAN_FASHION_MNIST_FOLDER],
                             install_hint=", or apt-get install dataset-fashion-mnist")
 
 

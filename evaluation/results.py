@@ -92,11 +92,13 @@ def mean_channels_by_task(runs: Sequence[Mapping]) -> dict:
 
 
 def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float],
-                   model_size_after_task: Mapping[str, float], dense_models_size_after_task: Mapping[str, float],
-                   setting: Mapping[str, float], environment: Mapping) -> dict:
+                   images_per_s: Mapping[str, float], model_size_after_task: Mapping[str, float],
+                   dense_models_size_after_task: Mapping[str, float], setting: Mapping[str, float],
+                   environment: Mapping) -> dict:
     """Keys this project adds to ``output_run<r>.json``: ``bwt`` and ``forgetting`` (``evaluation.metrics``; null
-    without an earlier task), ``task_seconds`` (wall-clock seconds each task took to learn) and ``seconds`` (their
-    sum), the model size (MB) after each task and that of one dense model per task learnt so far, the
+    without an earlier task), ``task_seconds`` (wall-clock seconds each task took to learn), ``seconds`` (their
+    sum) and ``images_per_s`` (each task's training images per second of those: a later task slower than the first
+    shows at once), the model size (MB) after each task and that of one dense model per task learnt so far, the
     experiment's own value of the method's swept flag (``setting``, e.g. ``{"reg_coef": 100.0}``) and the
     ``environment`` the run ran in (versions, device, threads, git commit, every flag)."""
     return {
@@ -104,6 +106,7 @@ def metrics_record(acc_matrix: AccuracyMatrix, task_seconds: Mapping[str, float]
         "forgetting": forgetting(acc_matrix),
         "task_seconds": dict(task_seconds),
         "seconds": sum(task_seconds.values()),
+        "images_per_s": dict(images_per_s),
         "model_size_after_task": dict(model_size_after_task),
         "dense_models_size_after_task": dict(dense_models_size_after_task),
         "setting": dict(setting),
@@ -128,12 +131,15 @@ def interval_95(values: Sequence[float]) -> Optional[float]:
 
 def metric_means(runs: Sequence[Mapping]) -> dict:
     """Keys this project adds to ``output_final.json``: the means and standard deviations over the repeats of
-    ``bwt``, ``forgetting`` and ``seconds``, and each task's mean ``task_seconds``."""
+    ``bwt``, ``forgetting`` and ``seconds``, and each task's mean ``task_seconds`` and ``images_per_s`` (over the
+    repeats that recorded it)."""
     means = {}
     for key in ("bwt", "forgetting", "seconds"):
         means[key], means[f"std_{key}"] = mean_and_std([run.get(key) for run in runs])
-    tasks = list(runs[0].get("task_seconds", {}))
-    means["task_seconds"] = {task: statistics.fmean(run["task_seconds"][task] for run in runs) for task in tasks}
+    for key in ("task_seconds", "images_per_s"):
+        tasks = list(runs[0].get(key, {}))
+        means[key] = {task: statistics.fmean(run[key][task] for run in runs if task in run.get(key, {}))
+                      for task in tasks}
     return means
 
 

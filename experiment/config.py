@@ -10,8 +10,9 @@ import argparse
 import importlib.util
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, Iterator, List, Mapping, Optional
 
 import torch
 
@@ -22,7 +23,7 @@ from models import feature_positions, model_builders
 from utils.errors import ArgumentParser, UserError
 from utils.flags import add_flags, at_least_zero, check_flags, flag, flag_fields, format_values, from_flags, positive
 from utils.flags import swept_flags
-from utils.runtime import configure_cudnn, pick_device
+from utils.runtime import configure_cudnn, pick_device, subnormals_flushed
 
 log = logging.getLogger(__name__)
 
@@ -298,10 +299,13 @@ def read_config(argv=None, description: str = "") -> Config:
     return Config.from_flags(vars(command_line(description=description).parse_args(argv)))
 
 
-def prepare_run(config: Config) -> torch.device:
-    """What every run does once its flags are checked (a sweep's cluster jobs too): pick the device, set cuDNN."""
+@contextmanager
+def prepared_run(config: Config) -> Iterator[torch.device]:
+    """What every run does once its flags are checked (a sweep's cluster jobs too), for the block that runs it: pick
+    the device, set cuDNN and, on the CPU, flush subnormal floats to 0 (``utils.runtime.subnormals_flushed``)."""
     device = pick_device(config.run.gpuid)
     configure_cudnn(reproducible=config.run.benchmark)
     if device.type == "cpu" and (config.flags["amp"] or config.flags["compile"]):
         log.warning("--amp and --compile are meant for CUDA: on a CPU they are usually slower (README, Speed)")
-    return device
+    with subnormals_flushed(device):
+        yield device

@@ -126,17 +126,19 @@ class Run(Hooks):
         return Loggers(loggers)
 
     def metrics(self, acc_matrix) -> dict:
-        """BWT, forgetting, seconds per task, sizes after each task and the environment (``metrics_record``)."""
+        """BWT, forgetting, seconds and images per second per task, sizes after each task and the environment
+        (``metrics_record``)."""
         last, rows = self.agents[-1], list(acc_matrix)
         seconds = {task: agent.task_seconds[task] for agent in self.agents for task in agent.task_seconds}
+        speeds = {task: rate for agent in self.agents for task, rate in agent.images_per_second().items()}
         learnt = tasks_learnt(rows, len(self.stream.names))
         names = self.stream.names
         features = last.dense_feature_parameters()
         dense = {row: individual_models_size_mb(features, n, head_parameters(self.agents, names[:n]))
                  for row, n in zip(rows, learnt)}
-        return metrics_record(acc_matrix, seconds, self.progress.model_sizes, dense, self.experiment.swept,
-                              environment_record(self.device, self.config.flags,
-                                                 self.config.method.own_flags))
+        environment = environment_record(self.device, self.config.flags, self.config.method.own_flags)
+        return metrics_record(acc_matrix, seconds, speeds, self.progress.model_sizes, dense, self.experiment.swept,
+                              environment)
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def before_task(self, name: str) -> None:

@@ -37,7 +37,7 @@ def run_driver(capsys, *argv):
     return status, captured.out, captured.err
 
 
-MACHINE_KEYS = ("task_seconds", "seconds", "std_seconds", "environment")
+MACHINE_KEYS = ("task_seconds", "seconds", "std_seconds", "images_per_s", "environment")
 """Results keys that say how long a run took and where it ran, not what it computed."""
 
 

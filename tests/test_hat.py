@@ -257,14 +257,14 @@ def test_killed_in_a_task_and_between_tasks_it_resumes_exactly_and_its_saved_mod
     assert len(record["channels"]) == 2 and len(record["hat_units_used"]) == 5
 
 
-def test_subnormal_floats_are_flushed_in_training_steps_only_and_in_the_evaluated_weights():
-    """A subnormal float survives outside HAT's step (the process's setting is left as it was); the evaluated
-    network's gated weights hold none."""
+def test_the_evaluated_weights_hold_no_subnormal_float():
+    """A gate σ(s·e) of an unused unit can be subnormal; the evaluated (and exported) network's gated weights hold
+    none, whatever the process's floating-point settings (none is set here: an agent changes none)."""
     agent = conv_agent(HAT)
     agent.learn_task("1", conv_loader(conv_task("1")))
     agent.embeddings["1"][0][0] = -0.22  # σ(400 · −0.22) ≈ 6e-39: subnormal
-    assert 0 < float(torch.sigmoid(SMAX * agent.embeddings["1"][0][0])) < 1.2e-38
     assert float(torch.tensor(1e-39) * 1.0) > 0
+    assert 0 < float(torch.sigmoid(SMAX * agent.embeddings["1"][0][0])) < 1.2e-38
     convolutions = [m for m in agent.task_network("1").modules() if isinstance(m, torch.nn.Conv2d)]
     for parameter in (p for convolution in convolutions for p in convolution.parameters()):
         assert not bool(((parameter != 0) & (parameter.abs() < 1.2e-38)).any())

@@ -49,6 +49,9 @@ def test_final_record_holds_the_means_and_spread_over_repeats():
     assert (final["bwt"], final["std_bwt"]) == (-3.0, 1.0)
     assert (final["forgetting"], final["std_forgetting"]) == (2.5, 1.5)
     assert (final["seconds"], final["task_seconds"]) == (12.0, {"1": 12.0})
+    assert final["images_per_s"] == {}  # results written before images per second were recorded
+    runs[0]["images_per_s"], runs[1]["images_per_s"] = {"1": 100.0}, {"1": 50.0}
+    assert final_record(runs)["images_per_s"] == {"1": 75.0}
 
 
 def test_cacl_has_exactly_zero_bwt_and_forgetting_after_three_tasks(workdir, cifar10_root, capsys):
@@ -62,6 +65,8 @@ def test_cacl_has_exactly_zero_bwt_and_forgetting_after_three_tasks(workdir, cif
     assert "BWT: 0.00 ± 0.00, forgetting: 0.00 ± 0.00" in out
     assert list(run["task_seconds"]) == list(run["acc_matrix"]) and all(s > 0 for s in run["task_seconds"].values())
     assert run["seconds"] == pytest.approx(sum(run["task_seconds"].values()))
+    trained = {task: rate * run["task_seconds"][task] for task, rate in run["images_per_s"].items()}
+    assert trained == pytest.approx({"1": 40, "2": 30, "3": 30})  # 10 training images a class
     sizes = list(run["model_size_after_task"].values())
     assert sizes == sorted(sizes) and sizes[-1] == run["model_size"]
     assert list(run["dense_models_size_after_task"].values())[-1] == run["dense_models_size"]

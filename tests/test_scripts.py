@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
+from benchmarks import benchmark
 from helpers import QUICK, REFERENCE, REPO_ROOT, needs_fashion_mnist
 from dataloaders.synthetic import write_cifar100, write_miniimagenet, write_multidataset
 
@@ -55,7 +57,24 @@ def test_our_fashion_mnist_checkpoint_evaluates_on_the_real_test_set(tmp_path):
 def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
     out = run_script("benchmark.sh", tmp_path, "--quick", "--no_memory", "--device", "cpu")
     figures = json.loads((tmp_path / "results" / "benchmark.json").read_text())
-    rows = ("floor", "svd_step", "train_path", "train_path_task20", "eval_path", "eval_pruned", "eval_floor")
+    rows = ("floor", "svd_step", "train_path", "train_path_task20", "train_path_trained", "eval_path",
+            "eval_pruned", "eval_floor")
     assert all(figures[row] > 0 for row in rows)
     assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
     assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out
+    assert len(figures["real_run"]) == 5 and all(rate > 0 for rate in figures["real_run"].values())
+    fifth = list(figures["real_run"].values())[4]
+    assert figures["trained_to_real"] == pytest.approx(figures["train_path_trained"] / fifth)
+    assert figures["trained_data"].startswith("synthetic") and "4 tasks trained" in out and "real run" in out
+
+
+def test_the_trained_network_row_trains_its_tasks_as_the_real_run_does():
+    """Row 3c's network is row 6's run after its first four tasks: the same tasks in the same order, the same
+    components kept by each."""
+    with benchmark.fashion_mnist_root(benchmark.QUICK) as (dataroot, _):
+        agent, stream = benchmark.trained_agent(torch.device("cpu"), benchmark.Speed(), benchmark.QUICK, dataroot)
+        record = benchmark.real_run_record(torch.device("cpu"), benchmark.Speed(), benchmark.QUICK, dataroot, None)
+    assert agent.tasks_trained == stream.names[:4] == list(record["acc_matrix"])[:4]
+    assert {str(index): used for index, used in agent.chann_used.items()} == {
+        str(index): record["channels"][str(index)] for index in range(4)}
+    assert list(benchmark.rates_in_training_order(record)) == stream.names
