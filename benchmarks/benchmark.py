@@ -332,21 +332,44 @@ def gpuid(device: torch.device) -> List[str]:
     return ["--gpuid", str(device.index or 0) if device.type == "cuda" else "-1"]
 
 
-def driver_in_child(flags: List[str], folder: str, threads: Optional[int], what: str):
+PEAK_MEMORY_WRAPPER = """
+import atexit, runpy, sys
+out, sys.argv = sys.argv[1], sys.argv[2:]
+def record():
+    with open("/proc/self/status") as status, open(out, "w") as file:
+        file.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+atexit.register(record)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+"""Runs a script and, when it exits, writes its peak resident set (kB, ``VmHWM`` of ``/proc/self/status``) to the
+file named by its first argument. The child's own peak: ``ru_maxrss`` of a child also counts what it shared with its
+parent between ``fork`` and ``exec`` (Linux keeps the larger high-water mark across ``exec``), i.e. the parent's
+whole resident set."""
+
+
+def driver_in_child(flags: List[str], folder: str, threads: Optional[int], what: str) -> float:
     """``iBatchLearn.py flags`` in a child process working in ``folder`` (its log: ``folder/run.log``); returns its
-    resource usage (``os.wait4``). A failed run is a ``RuntimeError`` with the end of its log."""
+    peak resident set in MB (``PEAK_MEMORY_WRAPPER`` on Linux; elsewhere ``ru_maxrss``, which may include the
+    parent's). A failed run is a ``RuntimeError`` with the end of its log."""
     environment = dict(os.environ)
     if threads is not None:
         environment["OMP_NUM_THREADS"] = str(threads)
+    peak_file = os.path.join(folder, "peak_kb")
+    script = os.path.join(REPO_ROOT, "iBatchLearn.py")
+    linux = os.path.exists("/proc/self/status")
+    command = [sys.executable, *(["-c", PEAK_MEMORY_WRAPPER, peak_file] if linux else []), script, *flags]
     with open(os.path.join(folder, "run.log"), "wb") as log:
-        child = subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "iBatchLearn.py"), *flags], cwd=folder,
-                                 stdout=log, stderr=subprocess.STDOUT, env=environment)
+        child = subprocess.Popen(command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, env=environment)
         _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         with open(os.path.join(folder, "run.log"), encoding="utf-8", errors="replace") as log:
             tail = log.read()[-3000:]
         raise RuntimeError(f"{what} failed (exit status {os.waitstatus_to_exitcode(status)}):\n{tail}")
-    return usage
+    if linux:
+        with open(peak_file) as file:
+            return int(file.read()) / 1024
+    # ru_maxrss is in kilobytes on Linux, in bytes on macOS
+    return usage.ru_maxrss / (1024 * 1024 if platform.system() == "Darwin" else 1024)
 
 
 def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optional[int]) -> float:
@@ -356,9 +379,7 @@ def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optio
         flags = ["--dataset", "CIFAR100", "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size",
                  str(BATCH_SIZE), "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,
                  *gpuid(device), *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
-        usage = driver_in_child(flags, folder, threads, "the 20-task run")
-    # ru_maxrss is in kilobytes on Linux, in bytes on macOS
-    return usage.ru_maxrss / (1024 * 1024 if platform.system() == "Darwin" else 1024)
+        return driver_in_child(flags, folder, threads, "the 20-task run")
 
 
 def real_run_record(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str,

@@ -175,8 +175,8 @@ def error_after_corrupting(path: str, corrupt, read) -> str:
 def fashion_mnist_installed() -> bool:
     """Whether real Fashion-MNIST is where the loader finds it without a download (Debian's ``dataset-fashion-mnist``
     package, or ``data/FashionMNIST/raw`` of the repository)."""
-    from dataloaders.datasets import DEBIAN_FASHION_MNIST_FOLDER
-    return os.path.isdir(DEBIAN_FASHION_MNIST_FOLDER) or (REPO_ROOT / "data" / "FashionMNIST" / "raw").is_dir()
+    from dataloaders import local_idx_folder
+    return local_idx_folder("FashionMNIST", str(REPO_ROOT / "data")) is not None
 
 
 needs_fashion_mnist = pytest.mark.skipif(not fashion_mnist_installed(),

@@ -92,9 +92,11 @@ def test_bases_are_those_of_a_direct_svd_at_the_published_thresholds():
 
 
 def test_a_direction_the_inputs_lack_never_becomes_a_basis():
-    """Past a threshold of 1 (the 11th task of 0.97 + 0.003·t) every direction with energy is kept, no other."""
+    """Past a threshold of 1 (the 12th task of 0.97 + 0.003·t) every direction with energy is kept, no other. (At
+    exactly 1 the first task's rule keeps one less: the last direction's cumulative energy is 1, not below it, in
+    exact arithmetic; rounding decides it either way on a given CPU.)"""
     matrix = spectrum_matrix(2)[:, :3]  # rank 3 in 12 dimensions
-    assert new_bases(torch.from_numpy(matrix @ matrix.T), None, 1.0).shape[1] == 3
+    assert new_bases(torch.from_numpy(matrix @ matrix.T), None, 1.03).shape[1] == 3
     memory = new_bases(torch.from_numpy(matrix @ matrix.T), None, 0.5).float()
     assert new_bases(torch.from_numpy(matrix @ matrix.T), memory, 1.03).shape[1] == 3 - memory.shape[1]
 
