@@ -72,6 +72,7 @@ class SVDNet(NormalNN):
     """
 
     Settings = SVDNetSettings
+    title = "CACL"
     prunes_after_task = True
 
     def __init__(self, model: MultiHeadNet, settings: SVDNetSettings):

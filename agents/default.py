@@ -5,7 +5,7 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batch
 from agents.loss_watch import LossWatch
 from agents.model_size import dense_feature_parameters, dense_size_mb
 from agents.optim import check_optimizer, make_optimizer
-from models.deployable import task_network
+from models.deployable import plain_head, task_network
 from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
 from utils.files import atomic_torch_save
@@ -107,14 +107,18 @@ class NormalNN:
       each), ``end_task`` (after the last epoch) and ``consolidate`` (what is kept of a task for later);
     - its state: ``continual_state`` / ``load_continual_state`` (what the later tasks and evaluation need besides
       the model's tensors; checkpointed with it), ``save`` / ``load_saved`` (its files in ``saves/<exp>/``);
-    - its outputs: ``task_ranks`` (the components a task is evaluated with), ``units_added`` (what each task added
-      to each layer: the results' ``channels``), ``results_keys`` (more keys of the results record) and
-      ``model_size_mb``;
+    - its outputs: ``task_ranks`` (the components a task is evaluated with), ``trunk_key`` (which tasks' networks
+      differ only in their heads: a method whose ``task_network`` differs between tasks otherwise, by gates, masks
+      or columns, gives each task its own key), ``units_added`` (what each task added to each layer: the results'
+      ``channels``), ``results_keys`` (more keys of the results record) and ``model_size_mb``; ``title``, its name
+      in the papers (the report's figures call it so);
     - ``check_model`` (a model it cannot run on is a one-line error before anything is read), ``make_settings``
       (its settings from the flags), ``prunes_after_task`` and ``pruned_copy`` (the ``--debug`` searches).
     """
 
     Settings = NormalNNSettings
+    title = "fine-tuning"
+    """The method's name in the papers, where it is not its class's name (``method_title``)."""
     abstract = False
     """True for a base class of methods that is no method itself (not offered by ``--agent_name``)."""
     prunes_after_task = False
@@ -145,6 +149,12 @@ class NormalNN:
         self.images_in_task: Optional[int] = 0
         """Training images the current task's steps have taken so far, before a resume too (None: unknown, a
         checkpoint written before they were counted)."""
+
+    @classmethod
+    def method_title(cls) -> str:
+        """The method's name in the papers: ``title`` where its own class sets one (not inherited), else the class's
+        name."""
+        return vars(cls).get("title", cls.__name__)
 
     @classmethod
     def check_model(cls, model_type: str, model_name: str) -> None:
@@ -386,6 +396,48 @@ class NormalNN:
         """The logits of ``task`` that count, from its ``task_network`` (under ``--amp``'s autocast)."""
         with self.autocast():
             return self.valid_logits(network(inputs.contiguous(memory_format=self.memory_format)), task)
+
+    def trunk_key(self, task: str) -> Hashable:
+        """What ``task``'s network before its head (``task_network(task)[:-1]``) is made of besides the shared model:
+        the networks of tasks of one key hold the same layers there, bit for bit, and differ only in their heads, so
+        ``task_outputs`` runs those layers once for all of them. Here: the components the task uses (``task_ranks``)
+        and its own BatchNorm statistics, if it has any (fine-tuning and the baselines: one trunk for every task;
+        CACL: one per prefix of components). A method whose ``task_network`` differs between tasks otherwise
+        (gates, masks, columns) returns the task itself."""
+        ranks = self.task_ranks(task)
+        return None if ranks is None else tuple(ranks), task if task in self.running_stats else None
+
+    @torch.no_grad()
+    def task_outputs(self, tasks: Sequence[str]) -> Callable[[torch.Tensor], List[torch.Tensor]]:
+        """For evaluation without the task label: a function giving, for a batch of inputs, the logits that count of
+        each of ``tasks`` (in that order), each as ``network_logits`` of its ``task_network`` gives them. The
+        networks are built here, once; the tasks of one ``trunk_key`` share one pass of the layers before their
+        heads, then each applies its own head, so a method with one trunk and a head per task runs its trunk once
+        per batch, not once per task."""
+        groups: Dict[Hashable, List[str]] = {}
+        for task in tasks:
+            groups.setdefault(self.trunk_key(task), []).append(task)
+        passes: List[Tuple[nn.Module, Dict[str, nn.Module]]] = []
+        for members in groups.values():
+            network = self.task_network(members[0])
+            if len(members) == 1:
+                passes.append((network, {members[0]: nn.Identity()}))
+            else:
+                passes.append((network[:-1], {task: plain_head(self.model.last[self.head_of(task)])
+                                              for task in members}))
+
+        @torch.no_grad()
+        def outputs(inputs: torch.Tensor) -> List[torch.Tensor]:
+            inputs = inputs.contiguous(memory_format=self.memory_format)
+            logits: Dict[str, torch.Tensor] = {}
+            with self.autocast():
+                for front, heads in passes:
+                    features = front(inputs)
+                    for task, head in heads.items():
+                        logits[task] = self.valid_logits(head(features), task)
+            return [logits[task] for task in tasks]
+
+        return outputs
 
     @torch.no_grad()
     def evaluate(self, loader) -> float:

@@ -44,7 +44,7 @@ Where this differs from the authors' code:
   (Training on the CPU flushes them to 0 for every method: ``utils.runtime.subnormals_flushed``.)
 """
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -264,6 +264,10 @@ class HAT(SavedContinualState):
             embedding.requires_grad_(False)
 
     # --- evaluation -----------------------------------------------------------------------------------------
+    def trunk_key(self, task: str) -> Hashable:
+        """Each task's own: its binary gates are folded into its network's layers (``task_network``)."""
+        return task
+
     @torch.no_grad()
     def task_network(self, task: str) -> nn.Sequential:
         """The plain network of ``NormalNN.task_network`` with the task's binary gates folded into each

@@ -38,7 +38,7 @@ sequence scripts prune each added task at 0.75) and ``--post_prune_epochs 10`` (
 """
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
@@ -204,6 +204,10 @@ class PackNet(SavedContinualState):
         """A trained task's number; a task never trained on its own (``--offline_training``) uses every task's
         weights."""
         return self.task_numbers.get(task, len(self.task_numbers))
+
+    def trunk_key(self, task: str) -> Hashable:
+        """Each task's own: its network holds the weights of tasks 1..k only (``task_network``)."""
+        return task
 
     @torch.no_grad()
     def task_network(self, task: str) -> nn.Sequential:

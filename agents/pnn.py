@@ -26,7 +26,7 @@ column's parameters per convolution (with its BatchNorm and lateral) and of its 
 """
 import copy
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -110,6 +110,10 @@ class PNN(SavedContinualState):
         return total / len(targets)
 
     # --- evaluation -----------------------------------------------------------------------------------------
+    def trunk_key(self, task: str) -> Hashable:
+        """Each task's own: its network runs its own columns (``task_network``)."""
+        return task
+
     @torch.no_grad()
     def task_network(self, task: str) -> nn.Module:
         """A copy of the task's columns (0..its own) and head, in eval mode, without gradients."""

@@ -139,6 +139,7 @@ class EWC(L2):
 class EWC_online(EWC):
     """Online EWC: one running anchor whose importance adds up over the tasks (added, not decayed, as published)."""
 
+    title = "online EWC"
     online = True
 
 

@@ -16,6 +16,10 @@ Rows, all measured in this process on one device (``--device``), batch 64, 32×3
    published CIFAR-100 sparse_wt0.4 checkpoint, 0.15× the dense multiply-adds), against
 4c. ``eval_floor``: the same evaluation through the dense ``Net`` (the floor of evaluation; rows 4b and 4c are
    given as ratios to 4c);
+4f. ``eval_path_agnostic``: row 4 with ``--task_agnostic`` (every task's samples also through every task's
+   network, as a run evaluates after its 20th task), as a ratio to row 4;
+4g-4h. ``eval_shared``, ``eval_shared_agnostic``: evaluating the 20 tasks of the dense ``Net`` with 20 heads (one
+   trunk) as a run does, without and with ``--task_agnostic`` (4h as a ratio to 4g; ``without_label_rates``);
 5. ``peak_rss_mb``: peak resident memory of a whole 20-task, 1-epoch CIFAR-100-shaped run of ``iBatchLearn.py``,
    in a child process;
 6. ``real_run``: each task's training images per second (its results' ``images_per_s``) in a real run of
@@ -47,6 +51,7 @@ from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader, lo
 from dataloaders.synthetic import write_cifar100, write_mnist_idx
 from experiment.builders import load_data, make_agent, make_tasks
 from experiment.config import read_config
+from experiment.protocols import Progress, TaskStream
 from models import svd_layers
 from utils.files import atomic_json_dump
 from utils.runtime import seed_everything, subnormals_flushed
@@ -82,12 +87,17 @@ class Sizes:
     rss_test_per_class: int = 100
     trained_images: int = 3000
     """Training images a task of rows 3c and 6 (the first of each Split Fashion-MNIST task)."""
+    without_label_images: int = 100
+    """Test images a task of rows 4f-4h (each goes through every task's network in row 4f)."""
+    without_label_tasks: int = TASKS
+    """Tasks learnt and evaluated in rows 4f-4h."""
     real_data: bool = True
     """Rows 3c and 6 on the real Fashion-MNIST where this machine has it (else always synthetic files)."""
 
 
 QUICK = Sizes(warmup_steps=1, steps=2, rounds=1, train_images=2 * BATCH_SIZE, test_images=BATCH_SIZE,
-              rss_train_per_class=8, rss_test_per_class=2, trained_images=BATCH_SIZE, real_data=False)
+              rss_train_per_class=8, rss_test_per_class=2, trained_images=BATCH_SIZE, real_data=False,
+              without_label_images=8, without_label_tasks=2)
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -327,6 +337,34 @@ def evaluation_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[s
     return best
 
 
+def without_label_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
+    """Rows 4f-4h: evaluating the tasks learnt (``sizes.without_label_tasks``: 20) after the last as a run does
+    (``TaskStream.accuracies``), on ``sizes.without_label_images`` images a task, for row 4's CACL network with
+    ``--task_agnostic`` (each task's samples through every task's network and head,
+    ``TaskStream.evaluate_without_label``: 20 passes a batch), and for fine-tuning's dense ``Net`` with 20 heads (one
+    trunk pass a batch, then 20 heads) without and with it; in alternating rounds after a warm-up on two tasks, rates
+    in images evaluated per second."""
+    names = [str(task) for task in range(1, sizes.without_label_tasks + 1)]
+    evaluation = {name: synthetic_task(name, sizes.without_label_images, augment=False, seed=100 + int(name))
+                  for name in names}
+    dense = agent_of(DENSE_FLAGS, device, speed, TASKS)
+    cases = {"eval_path_agnostic": (grown_agent(device, speed, TASKS), True), "eval_shared": (dense, False),
+             "eval_shared_agnostic": (dense, True)}
+
+    def evaluate(agent, without_label: bool, tasks: List[str]) -> int:
+        stream = TaskStream(tasks, {}, evaluation, BATCH_SIZE, device, task_agnostic=without_label)
+        stream.accuracies(Progress(), tasks[-1], [(agent, name) for name in tasks], tasks)
+        return len(tasks) * sizes.without_label_images
+
+    for agent, without_label in cases.values():
+        evaluate(agent, without_label, names[:2])  # warm-up
+    best = dict.fromkeys(cases, 0.0)
+    for _ in range(sizes.rounds):
+        for key, (agent, without_label) in cases.items():
+            best[key] = max(best[key], images_per_second(lambda: evaluate(agent, without_label, names), device))
+    return best
+
+
 def gpuid(device: torch.device) -> List[str]:
     """The driver's ``--gpuid`` for ``device``."""
     return ["--gpuid", str(device.index or 0) if device.type == "cuda" else "-1"]
@@ -408,6 +446,9 @@ ROWS = [
     ("4", "eval_path", "evaluate 20 tasks", "floor"),
     ("4b", "eval_pruned", "evaluate a pruned task (0.15x dense MACs)", "eval_floor"),
     ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor"),
+    ("4f", "eval_path_agnostic", "evaluate 20 tasks, --task_agnostic", "eval_path"),
+    ("4g", "eval_shared", "evaluate 20 tasks, dense Net, 20 heads", "floor"),
+    ("4h", "eval_shared_agnostic", "the same, --task_agnostic", "eval_shared"),
 ]
 """(row, key, what, the row it is a ratio to)."""
 
@@ -416,7 +457,8 @@ def format_table(results: dict) -> str:
     lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
              f"batch {BATCH_SIZE}{''.join(f', {option}' for option in ('channels_last', 'amp', 'compile') if results[option])})"
              f"{' [quick: not a measurement]' if results['quick'] else ''}",
-             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4 and 3c to row 1, 4b-4c to 4c)"]
+             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4, 3c, 4g to row 1, 4b-4c to 4c, "
+             f"4f to 4, 4h to 4g)"]
     for row, key, what, reference in ROWS:
         lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / results[reference]:8.2f}")
     rss = results["peak_rss_mb"]
@@ -454,6 +496,7 @@ def main(argv=None) -> int:
         results["train_path_trained"] = trained_network_rate(device, speed, sizes, dataroot)
         results["eval_path"] = eval_path_rate(device, speed, sizes)
         results.update(evaluation_rates(device, speed, sizes))
+        results.update(without_label_rates(device, speed, sizes))
         results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, speed, sizes, args.threads)
         results["real_run"] = None if args.no_real_run else rates_in_training_order(
             real_run_record(device, speed, sizes, dataroot, args.threads))

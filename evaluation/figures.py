@@ -2,7 +2,7 @@
 import io
 import math
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 from evaluation.metrics import AccuracyMatrix
 from utils.files import atomic_write_bytes
@@ -103,23 +103,9 @@ class Point:
     """Its color and marker (``experiment_style``); by default its place among the points."""
 
 
-def spread(values: Sequence[float], gap: float) -> list:
-    """Label positions near `values`, neighbours at least `gap` apart, in the values' order: in ascending order each
-    position is max(value, previous position + gap), then every position moves down by the mean of those pushes
-    (the run stays centred on its points); values already `gap` apart are kept as they are."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    positions = [0.0] * len(values)
-    previous = -math.inf
-    for i in order:
-        positions[i] = previous = max(values[i], previous + gap)
-    pushes = [position - value for position, value in zip(positions, values)]
-    shift = sum(pushes) / len(pushes) if pushes else 0.0
-    return [position - shift for position in positions]
-
-
-def label_groups(sizes: Sequence[float], width: float) -> list:
-    """Indices of the points whose labels can collide: runs of points, in order of size, each within `width` of
-    the previous one."""
+def size_groups(sizes: Sequence[float], width: float) -> list:
+    """Indices of the points drawn side by side: runs of points, in order of size, each within `width` of the
+    previous one."""
     groups = []
     for i in sorted(range(len(sizes)), key=lambda i: sizes[i]):
         if groups and sizes[i] - sizes[groups[-1][-1]] <= width:
@@ -127,6 +113,21 @@ def label_groups(sizes: Sequence[float], width: float) -> list:
         else:
             groups.append([i])
     return groups
+
+
+DODGE_POINTS = 5.0
+"""How far apart (typographic points) the markers of points of about the same size are drawn."""
+
+
+def dodge(sizes: Sequence[float], accuracies: Sequence[float], width: float) -> list:
+    """Horizontal offsets (points) of each point: within each of ``size_groups(sizes, width)`` of ``n`` points, the
+    ``i``-th by accuracy (lowest first) at ``(i − (n − 1) / 2) · DODGE_POINTS``, so that their markers and error bars
+    stand side by side around their size; a point alone stays at 0."""
+    offsets = [0.0] * len(sizes)
+    for group in size_groups(sizes, width):
+        for rank, i in enumerate(sorted(group, key=lambda i: accuracies[i])):
+            offsets[i] = (rank - (len(group) - 1) / 2) * DODGE_POINTS
+    return offsets
 
 
 MARKERS = "osD^vP*Xph"
@@ -152,31 +153,63 @@ def clipped_interval(accuracy: float, half_width: float) -> list:
 
 
 def accuracy_against_size(points: Sequence[Point], path: str) -> None:
-    """Average accuracy against model size, one labelled point per experiment (``experiment_style``), its error bar
-    the 95% interval of the mean (``Point.std`` where there is none) cut to 0-100% (``clipped_interval``); labels of
-    points of about the same size are spread apart vertically, with a line to their point."""
+    """Average accuracy against model size, one point per experiment (``experiment_style``), its error bar the 95%
+    interval of the mean (``Point.std`` where there is none) cut to 0-100% (``clipped_interval``); points of about
+    the same size (within 2% of the largest) side by side (``dodge``), so that many methods of one size stay
+    readable; each experiment named in the legend, in the report's order."""
     plt = pyplot()
-    figure, axes = plt.subplots(figsize=(7, 4.5))
-    for index, point in enumerate(points):
-        style = point.style or experiment_style(index, len(points))
-        axes.errorbar(point.size, point.accuracy, yerr=clipped_interval(point.accuracy, point.std or 0.0),
-                      fmt=style["marker"], color=style["color"], capsize=3)
+    from matplotlib.transforms import offset_copy
+
+    figure, axes = plt.subplots(figsize=(9, 4.8))
     largest = max((point.size for point in points), default=1.0)
-    axes.set_xlim(0, 1.3 * largest)  # room for the labels
-    low, high = axes.get_ylim()
-    label_y = [point.accuracy for point in points]
-    gap = 0.04 * (high - low)
-    for group in label_groups([point.size for point in points], 0.15 * largest):
-        for i, y in zip(group, spread([points[i].accuracy for i in group], gap)):
-            label_y[i] = y
-    for point, y in zip(points, label_y):
-        axes.annotate(point.label, (point.size, point.accuracy), xytext=(point.size + 0.02 * largest, y),
-                      fontsize=7, va="center", arrowprops=dict(arrowstyle="-", lw=0.5, color="0.5"))
-    axes.set_ylim(min(low, min(label_y, default=low) - gap), max(high, max(label_y, default=high) + gap))
+    offsets = dodge([point.size for point in points], [point.accuracy for point in points], 0.02 * largest)
+    low, high = 100.0, 0.0
+    for index, (point, offset) in enumerate(zip(points, offsets)):
+        style = point.style or experiment_style(index, len(points))
+        (below,), (above,) = bar = clipped_interval(point.accuracy, point.std or 0.0)
+        low, high = min(low, point.accuracy - below), max(high, point.accuracy + above)
+        axes.errorbar(point.size, point.accuracy, yerr=bar, fmt=style["marker"], color=style["color"], capsize=2,
+                      label=point.label, transform=offset_copy(axes.transData, fig=figure, x=offset, units="points"))
+    margin = max(0.05 * (high - low), 0.5)  # the axes do not scale to points drawn with an offset: set here
+    axes.set_ylim(low - margin, high + margin)
+    axes.set_xlim(-0.05 * largest, 1.1 * largest)
     axes.set_xlabel("model size (MB)")
     axes.set_ylabel("average accuracy %")
-    axes.set_title("accuracy against model size (error bars: 95% interval of the mean over the repeats, within "
-                   "0-100%)", fontsize=9)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.set_title("accuracy against model size\n(error bars: 95% interval of the mean over the repeats, within "
+                   "0-100%; points of about one size side by side)", fontsize=9)
+    save(figure, path)
+
+
+@dataclass
+class Measures:
+    """One experiment on the figure of accuracy with and without the task label: for each measure (in the order
+    drawn), its mean % over the repeats and the half-width of its error bar (None: no bar)."""
+
+    label: str
+    values: Mapping[str, Tuple[float, Optional[float]]]
+
+
+def with_and_without_label(rows: Sequence[Measures], path: str) -> None:
+    """Horizontal bars, a group per experiment (top to bottom in the report's order), a bar per measure (task-aware
+    accuracy, task-agnostic accuracy, task identity), each its mean over the repeats with the 95% interval of the
+    mean cut to 0-100% (``clipped_interval``)."""
+    plt = pyplot()
+    names = list(rows[0].values)
+    height = 0.8 / len(names)
+    figure, axes = plt.subplots(figsize=(8, 1.5 + 0.15 * len(rows) * len(names)))
+    for k, name in enumerate(names):
+        positions = [index + (k - (len(names) - 1) / 2) * height for index in range(len(rows))]
+        means = [row.values[name][0] for row in rows]
+        bars = [clipped_interval(mean, row.values[name][1] or 0.0) for mean, row in zip(means, rows)]
+        axes.barh(positions, means, height=height, color=f"C{k}", label=name, capsize=2,
+                  xerr=[[bar[0][0] for bar in bars], [bar[1][0] for bar in bars]])
+    axes.set_yticks(range(len(rows)), [row.label for row in rows], fontsize=7)
+    axes.invert_yaxis()
+    axes.set_xlim(0, 100)
+    axes.set_xlabel("% (error bars: 95% interval of the mean over the repeats)")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    axes.set_title("with and without the task label: accuracy, and how often the task is identified", fontsize=9)
     save(figure, path)
 
 

@@ -14,11 +14,27 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from torch.utils.tensorboard import SummaryWriter
 
+from evaluation.task_agnostic import TABLE_RULE, RowWithoutLabel
 from models.multihead import ALL_TASKS
 from utils.errors import UserError
 from utils.files import atomic_write_bytes, write_error
 
 log = logging.getLogger("training")
+
+
+def without_label_columns(without_label: Optional[RowWithoutLabel], task: str) -> Dict[str, float]:
+    """The CSV columns of ``task``'s evaluation without its label: ``task_agnostic_<rule>`` (accuracy %) and
+    ``task_id_<rule>`` (task identity %) for each rule; none without ``--task_agnostic``."""
+    return {f"{prefix}_{rule}": kinds[kind][task] for rule, kinds in (without_label or {}).items()
+            for prefix, kind in (("task_agnostic", "accuracy"), ("task_id", "task_id"))}
+
+
+def without_label_scalars(without_label: Optional[RowWithoutLabel]) -> Dict[str, float]:
+    """The dashboards' scalars of an evaluation without the label: ``task_agnostic/<rule>/task_<name>`` and
+    ``task_id/<rule>/task_<name>`` (%); none without ``--task_agnostic``."""
+    return {f"{prefix}/{rule}/task_{task}": value for rule, kinds in (without_label or {}).items()
+            for prefix, kind in (("task_agnostic", "accuracy"), ("task_id", "task_id"))
+            for task, value in kinds[kind].items()}
 
 
 class Logger:
@@ -30,9 +46,12 @@ class Logger:
     def log_losses(self, task: str, epoch: int, step: int, terms: Mapping[str, float]) -> None:
         """Loss terms at optimizer step ``step`` (global), in epoch ``epoch`` (1-based) of ``task``."""
 
-    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float,
+                       without_label: Optional[RowWithoutLabel] = None) -> None:
         """Accuracy (%) of each task evaluated once ``row`` was learnt (a row of the accuracy matrix: a task's name,
-        or ``All`` after joint training), the ``step``-th evaluation, and the model's size (MB) then."""
+        or ``All`` after joint training), the ``step``-th evaluation, and the model's size (MB) then; under
+        ``--task_agnostic`` also each task's accuracy and task identity (%) without its label, by rule
+        (``without_label``)."""
 
     def log_results(self, record: Mapping[str, Any]) -> None:
         """The run's results record (``output_run<r>.json``), once every task is learnt."""
@@ -52,9 +71,15 @@ class TextLogger(Logger):
         log.info("task %s epoch %d step %d: %s", task, epoch, step,
                  ", ".join(f"{name} {value:.4f}" for name, value in terms.items()))
 
-    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float,
+                       without_label: Optional[RowWithoutLabel] = None) -> None:
         label = "joint training" if row == ALL_TASKS else f"task {row}"
         log.info("after %s: %s", label, ", ".join(f"{task} {acc:.2f}" for task, acc in accuracies.items()))
+        if without_label:
+            table = without_label[TABLE_RULE]
+            log.info("after %s, without the task label (%s): %s", label, TABLE_RULE,
+                     ", ".join(f"{task} {acc:.2f} (task identity {table['task_id'][task]:.2f})"
+                               for task, acc in table["accuracy"].items()))
 
 
 class TensorBoardLogger(Logger):
@@ -67,9 +92,12 @@ class TensorBoardLogger(Logger):
         for name, value in terms.items():
             self.writer.add_scalar(f"train/{name}", value, step)
 
-    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float,
+                       without_label: Optional[RowWithoutLabel] = None) -> None:
         for task, accuracy in accuracies.items():
             self.writer.add_scalar(f"accuracy/task_{task}", accuracy, step)
+        for name, accuracy in without_label_scalars(without_label).items():
+            self.writer.add_scalar(name, accuracy, step)
 
     def close(self, completed: bool) -> None:
         self.writer.close()
@@ -120,7 +148,8 @@ class CSVLogger(Logger):
 
     - ``eval_results_run<r>.csv``: one row per evaluation, ``repeat, task_trained, task_evaluated, accuracy,
       model_size`` (accuracy in %; the model's size in MB once ``task_trained`` was learnt, ``All`` after joint
-      training);
+      training), and under ``--task_agnostic`` ``task_agnostic_<rule>, task_id_<rule>`` for each rule (%, without
+      the task label: ``without_label_columns``);
     - ``training_results_run<r>.csv``: one row per logged step (every ``--print_freq``), ``repeat, task, epoch,
       step`` and each loss term, a column each in the order they first appear (empty where a step has not that one).
 
@@ -142,9 +171,11 @@ class CSVLogger(Logger):
         self.tables["training"].append([{"repeat": self.repeat, "task": task, "epoch": epoch, "step": step,
                                          **terms}])
 
-    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float,
+                       without_label: Optional[RowWithoutLabel] = None) -> None:
         self.tables["eval"].append([{"repeat": self.repeat, "task_trained": row, "task_evaluated": task,
-                                     "accuracy": accuracy, "model_size": model_size}
+                                     "accuracy": accuracy, "model_size": model_size,
+                                     **without_label_columns(without_label, task)}
                                     for task, accuracy in accuracies.items()])
 
     def state(self) -> Dict[str, Any]:
@@ -158,10 +189,13 @@ class WandbLogger(Logger):
     - the loss terms of every logged step, ``train/<term>`` against ``train/step`` (with ``train/epoch`` and
       ``train/task``);
     - after each task (``task_trained``), each task's accuracy ``accuracy/task_<name>`` and the model size
-      ``model_size`` (MB) against ``tasks_learnt``;
+      ``model_size`` (MB) against ``tasks_learnt``; under ``--task_agnostic`` also, for each rule,
+      ``task_agnostic/<rule>/task_<name>`` and ``task_id/<rule>/task_<name>`` (``without_label_scalars``);
     - at the end, the accuracy matrix as the table ``accuracy_matrix`` (``task_trained, task_evaluated, accuracy,
-      model_size``) and in the summary the final ``avg_acc``, ``bwt``, ``forgetting``, ``model_size`` and
-      ``dense_models_size``.
+      model_size``, and the ``task_agnostic_<rule>, task_id_<rule>`` columns of the CSV file where the run has
+      them) and in the summary the final ``avg_acc``, ``bwt``, ``forgetting``, ``model_size`` and
+      ``dense_models_size``, and for each rule ``task_agnostic/<rule>/avg_acc``, ``.../bwt``, ``.../forgetting``
+      and ``.../task_id_acc``.
 
     Its state is the run's id, drawn when the run starts (its title made safe, and 8 random hex digits): a resumed
     run continues the same W&B run (``resume="allow"``); the steps trained again after a resume are logged again.
@@ -187,7 +221,7 @@ class WandbLogger(Logger):
         self.run.define_metric("train/step")
         self.run.define_metric("train/*", step_metric="train/step")
         self.run.define_metric("tasks_learnt")
-        for metric in ("accuracy/*", "model_size"):
+        for metric in ("accuracy/*", "model_size", "task_agnostic/*", "task_id/*"):
             self.run.define_metric(metric, step_metric="tasks_learnt")
         self.wandb = wandb
 
@@ -195,18 +229,25 @@ class WandbLogger(Logger):
         self.run.log({"train/step": step, "train/epoch": epoch, "train/task": task,
                       **{f"train/{name}": value for name, value in terms.items()}})
 
-    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float,
+                       without_label: Optional[RowWithoutLabel] = None) -> None:
         self.run.log({"tasks_learnt": step, "task_trained": row, "model_size": model_size,
-                      **{f"accuracy/task_{task}": accuracy for task, accuracy in accuracies.items()}})
+                      **{f"accuracy/task_{task}": accuracy for task, accuracy in accuracies.items()},
+                      **without_label_scalars(without_label)})
 
     def log_results(self, record: Mapping[str, Any]) -> None:
-        sizes = record["model_size_after_task"]
-        rows = [[trained, evaluated, accuracy, sizes[trained]] for trained, accuracies in record["acc_matrix"].items()
-                for evaluated, accuracy in accuracies.items()]
-        table = self.wandb.Table(columns=list(CSVLogger.COLUMNS["eval"][1:]), data=rows)
-        self.run.log({"accuracy_matrix": table})
+        sizes, matrices = record["model_size_after_task"], record.get("task_agnostic", {})
+        columns = list(CSVLogger.COLUMNS["eval"][1:]) + [f"{kind}_{rule}" for rule in matrices
+                                                          for kind in ("task_agnostic", "task_id")]
+        rows = [[trained, evaluated, accuracy, sizes[trained],
+                 *(matrices[rule][key][trained][evaluated] for rule in matrices
+                   for key in ("acc_matrix", "task_id_matrix"))]
+                for trained, accuracies in record["acc_matrix"].items() for evaluated, accuracy in accuracies.items()]
+        self.run.log({"accuracy_matrix": self.wandb.Table(columns=columns, data=rows)})
         self.run.summary.update({key: record[key] for key in ("avg_acc", "bwt", "forgetting", "model_size",
                                                               "dense_models_size")})
+        self.run.summary.update({f"task_agnostic/{rule}/{key}": entry[key] for rule, entry in matrices.items()
+                                 for key in ("avg_acc", "bwt", "forgetting", "task_id_acc")})
 
     def state(self) -> Dict[str, Any]:
         return {"id": self.run_id}
@@ -225,9 +266,10 @@ class Loggers(Logger):
         for logger in self.loggers:
             logger.log_losses(task, epoch, step, terms)
 
-    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float) -> None:
+    def log_accuracies(self, row: str, step: int, accuracies: Mapping[str, float], model_size: float,
+                       without_label: Optional[RowWithoutLabel] = None) -> None:
         for logger in self.loggers:
-            logger.log_accuracies(row, step, accuracies, model_size)
+            logger.log_accuracies(row, step, accuracies, model_size, without_label)
 
     def log_results(self, record: Mapping[str, Any]) -> None:
         for logger in self.loggers:

@@ -7,6 +7,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 import scipy.stats
 
 from evaluation.metrics import AccuracyMatrix, average_accuracy, bwt, final_accuracies, forgetting
+from evaluation.task_agnostic import TABLE_RULE, Matrices, task_agnostic_record
 from utils.files import atomic_json_dump
 
 RESULTS_DIR = "results"
@@ -43,12 +44,14 @@ def write_eval_record(name: str, record: dict) -> None:
 
 
 def run_record(acc_matrix: AccuracyMatrix, channels: Mapping[int, Sequence[int]], method_keys: Mapping,
-               model_size: float, dense_models_size: float) -> dict:
+               model_size: float, dense_models_size: float, task_agnostic: Optional[Matrices] = None) -> dict:
     """``output_run<r>.json``: each task's final accuracy (``final_accuracies``), their average, what each task
     added to each layer (``channels``, by task index in training order; CACL: components per SVD layer), the
     method's own keys (``method_keys``, over ``PUBLISHED_METHOD_KEYS``), the model size and that of one dense model
-    per task (MB), and the accuracy matrix."""
+    per task (MB), the accuracy matrix, and where ``task_agnostic`` holds evaluations without the task label
+    (``--task_agnostic``), their record (``evaluation.task_agnostic.task_agnostic_record``)."""
     final = final_accuracies(acc_matrix)
+    without_label = {"task_agnostic": task_agnostic_record(task_agnostic)} if task_agnostic else {}
     return {
         "acc": final,
         "avg_acc": average_accuracy(final),
@@ -58,6 +61,7 @@ def run_record(acc_matrix: AccuracyMatrix, channels: Mapping[int, Sequence[int]]
         "model_size": model_size,
         "dense_models_size": dense_models_size,
         "acc_matrix": acc_matrix,
+        **without_label,
     }
 
 
@@ -76,6 +80,7 @@ def final_record(runs: Sequence[Mapping]) -> dict:
         "chann": mean_channels_by_task(runs),
         "repeats": len(runs),
         **metric_means(runs),
+        **final_without_label(runs),
     }
 
 
@@ -143,17 +148,48 @@ def metric_means(runs: Sequence[Mapping]) -> dict:
     return means
 
 
+def final_without_label(runs: Sequence[Mapping]) -> dict:
+    """``output_final.json``'s ``task_agnostic``, where every run has one (``--task_agnostic``): per rule, each
+    task's final accuracy without the label (``acc``, mean over the repeats), and the mean and (population) standard
+    deviation over the repeats of ``avg_acc`` (``std_acc``), ``bwt``, ``forgetting`` and ``task_id_acc``."""
+    if not runs or not all("task_agnostic" in run for run in runs):
+        return {}
+    final = {}
+    for rule in runs[0]["task_agnostic"]:
+        of_rule = [run["task_agnostic"][rule] for run in runs]
+        latest = [final_accuracies(one["acc_matrix"]) for one in of_rule]
+        entry = {"acc": {task: statistics.fmean(accuracies[task] for accuracies in latest) for task in latest[0]}}
+        entry["avg_acc"], entry["std_acc"] = mean_and_std([one["avg_acc"] for one in of_rule])
+        for key in ("bwt", "forgetting", "task_id_acc"):
+            entry[key], entry[f"std_{key}"] = mean_and_std([one[key] for one in of_rule])
+        final[rule] = entry
+    return {"task_agnostic": final}
+
+
 def format_table(experiment: str, runs: Sequence[Mapping]) -> str:
     """Per-task accuracy (mean ± std over repeats), the average, BWT, forgetting and the model size, as plain
-    text."""
+    text; with results without the task label (``--task_agnostic``) a column of them beside the accuracy and a
+    line of their task identity, BWT and forgetting, under ``TABLE_RULE`` (FACIL's default)."""
     final = final_record(runs)
-    lines = [f"{experiment} ({len(runs)} run{'s' if len(runs) > 1 else ''})", f"{'task':>8}  {'accuracy %':>14}"]
+    without = final.get("task_agnostic", {}).get(TABLE_RULE)
+    lines = [f"{experiment} ({len(runs)} run{'s' if len(runs) > 1 else ''})",
+             f"{'task':>8}  {'accuracy %':>14}" + (f"  {'task-agnostic %':>16}" if without else "")]
     for task, mean in final["acc"].items():
         spread = statistics.pstdev(run["acc"][task] for run in runs)
-        lines.append(f"{task:>8}  {mean:8.2f} ± {spread:4.2f}")
-    lines.append(f"{'average':>8}  {final['avg_acc']:8.2f} ± {final['std_acc']:4.2f}")
+        line = f"{task:>8}  {mean:8.2f} ± {spread:4.2f}"
+        if without:
+            latest = [final_accuracies(run["task_agnostic"][TABLE_RULE]["acc_matrix"])[task] for run in runs]
+            line += f"  {without['acc'][task]:10.2f} ± {statistics.pstdev(latest):4.2f}"
+        lines.append(line)
+    average = f"{'average':>8}  {final['avg_acc']:8.2f} ± {final['std_acc']:4.2f}"
+    lines.append(average + (f"  {without['avg_acc']:10.2f} ± {without['std_acc']:4.2f}" if without else ""))
     lines.append(f"BWT: {format_mean(final['bwt'], final['std_bwt'])}, forgetting: "
                  f"{format_mean(final['forgetting'], final['std_forgetting'])}")
+    if without:
+        lines.append(f"without the task label ({TABLE_RULE}): task identity "
+                     f"{format_mean(without['task_id_acc'], without['std_task_id_acc'])}, BWT "
+                     f"{format_mean(without['bwt'], without['std_bwt'])}, forgetting "
+                     f"{format_mean(without['forgetting'], without['std_forgetting'])}")
     size, dense = final["model_size"], final["dense_models_size"]
     line = f"model size: {size:.3f} MB"
     if dense > 0 and size > 0:

@@ -67,7 +67,8 @@ def make_tasks(config: Config, loaded, device: torch.device, order: Optional[Lis
     """The tasks of ``loaded`` data, split as the flags say, with at most ``--max_train_samples`` training samples
     a task (the first ones); in ``order`` when given, else sorted by number and, under ``--rand_split_order``,
     shuffled with Python's ``random`` (seeded by the caller). One head per task, or the one shared head of
-    ``--force_out_dim``; ``--eval_on_train_set`` evaluates on the training data."""
+    ``--force_out_dim``; ``--eval_on_train_set`` evaluates on the training data, ``--task_agnostic`` also without the
+    task label."""
     data = config.data
     train_splits, test_splits, classes = task_splits(data, loaded)
     train_splits = first_samples(train_splits, data.max_train_samples)
@@ -76,7 +77,8 @@ def make_tasks(config: Config, loaded, device: torch.device, order: Optional[Lis
         if data.rand_split_order:
             random.shuffle(order)
     evaluation = train_splits if config.protocol.eval_on_train_set else test_splits
-    stream = TaskStream(list(order), train_splits, evaluation, config.protocol.batch_size, device)
+    stream = TaskStream(list(order), train_splits, evaluation, config.protocol.batch_size, device,
+                        config.protocol.task_agnostic)
     out_dim = {ALL_TASKS: data.force_out_dim} if data.force_out_dim > 0 else dict(classes)
     return Tasks(stream, dict(classes), out_dim, next(iter(train_splits.values())).images.shape[-1])
 

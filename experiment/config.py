@@ -100,6 +100,11 @@ class MethodChoice:
         return agent_class(self.agent_type, self.agent_name)
 
     @property
+    def title(self) -> str:
+        """The method's name in the papers (``NormalNN.method_title``)."""
+        return self.cls.method_title()
+
+    @property
     def own_flags(self) -> List[str]:
         """The flags only some methods read and this one does: its ``Settings``' flags that ``LoopSettings`` (every
         method's) lacks, inherited ones included (GEM's ``--reg_coef`` as ``--memory_size``)."""
@@ -116,6 +121,9 @@ class Protocol:
     incremental_class: bool = flag(False, "one shared head, of which the outputs of the classes seen so far count")
     ind_models: bool = flag(False, "one separate model per task")
     eval_on_train_set: bool = flag(False, "evaluate on the training splits")
+    task_agnostic: bool = flag(False, "also score every test sample without its task label: by the network and head "
+                                      "of every task learnt so far (results' task_agnostic: rules logits, "
+                                      "log_softmax, entropy)")
     batch_size: int = flag(128, "samples per batch", valid=positive, requirement="must be positive")
     repeat: int = flag(3, "runs per experiment, with seeds seed, seed+1, ...", valid=positive,
                        requirement="must be positive")
@@ -124,6 +132,14 @@ class Protocol:
     def __post_init__(self):
         if self.ind_models and self.offline_training:
             raise UserError("--ind_models and --offline_training are different protocols: choose one")
+        if self.task_agnostic and self.incremental_class:
+            raise UserError("--task_agnostic scores a sample by every task's head: under --incremental_class one "
+                            "shared head already spans every class seen, without the task label (drop "
+                            "--task_agnostic)")
+        if self.task_agnostic and self.single_tasks:
+            raise UserError("--task_agnostic scores each task's samples by the networks of every task learnt: "
+                            "--single_tasks evaluates a task only before the later ones are learnt (drop one of "
+                            "them)")
 
 
 @dataclass(frozen=True)
@@ -248,6 +264,13 @@ class Config:
         method.check_model(self.model.model_type, self.model.model_name)
         if self.data.dataset in (IMAGE_FOLDER, SEQUENCE):
             feature_positions(self.model.model_type, self.data.image_size)
+        if self.protocol.task_agnostic and self.data.force_out_dim > 0:
+            raise UserError("--task_agnostic scores a sample by every task's head: under --force_out_dim every task "
+                            "shares the head All, whose accuracy needs no task label already (drop "
+                            "--task_agnostic)")
+        if self.protocol.task_agnostic and self.searches.debug:
+            raise UserError("--task_agnostic measures whole runs: the --debug searches measure one task (drop "
+                            "--task_agnostic)")
         if self.protocol.incremental_class and self.data.force_out_dim <= 0:
             raise UserError("--incremental_class grows one shared head: give --force_out_dim with the number of "
                             "classes (and --no_class_remap to keep the dataset's labels)")

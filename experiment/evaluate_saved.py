@@ -1,11 +1,13 @@
 """``--loadmodel``: every task of a saved model (ours or the published code's) through its own network: its
-components, head and BatchNorm statistics."""
+components, head and BatchNorm statistics; with ``--task_agnostic`` also without its task label, through every
+task's network."""
 import dataclasses
 import os
 
 from evaluation.results import format_table, write_eval_record
 from experiment.builders import load_data, make_tasks
 from experiment.config import Config
+from experiment.protocols import Progress
 from experiment.run import results_record
 from experiment.saved_model import find_checkpoint, saved_agent
 from utils.errors import UserError
@@ -23,8 +25,9 @@ def evaluate_checkpoint(config: Config, device, data) -> dict:
     if unknown:
         raise UserError(f"{directory} was trained on tasks {', '.join(unknown)}, which --dataset "
                         f"{config.data.dataset} with these split sizes does not have")
-    stream = dataclasses.replace(tasks.stream, names=names)
-    return results_record({names[-1]: stream.evaluate(agent, names)}, [agent], len(names))
+    stream, progress = dataclasses.replace(tasks.stream, names=names), Progress()
+    progress.acc_matrix[names[-1]] = stream.accuracies(progress, names[-1], [(agent, task) for task in names], names)
+    return results_record(progress.acc_matrix, [agent], len(names), progress.task_agnostic)
 
 
 def evaluate_saved_model(config: Config, device) -> str:

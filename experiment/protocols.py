@@ -5,7 +5,9 @@ A protocol given the ``Progress`` of an interrupted run skips what it has done, 
 """
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping
+from itertools import groupby
+from operator import itemgetter
+from typing import Callable, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
@@ -13,6 +15,7 @@ from agents import NormalNN
 from agents.default import EpochReport
 from dataloaders import TaskData, TaskLoader
 from evaluation.metrics import AccuracyMatrix
+from evaluation.task_agnostic import RULES, Matrices, RowWithoutLabel, Tally, add_row
 from models.multihead import ALL_TASKS
 
 log = logging.getLogger(__name__)
@@ -21,9 +24,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class Progress:
     """How far a repeat has come: its tasks in training order, the tasks finished (for ``learn_jointly``, 1 once the
-    joint task is done), the accuracy matrix measured so far, the model size (MB) after each of its rows, and the
+    joint task is done), the accuracy matrix measured so far, the model size (MB) after each of its rows, the
     agents' training states and the loggers' states (``Logger.state``: where their outputs stand) at the last
-    checkpoint (no agents: the repeat has not started)."""
+    checkpoint (no agents: the repeat has not started), and the accuracies without the task label so far."""
 
     task_order: List[str] = field(default_factory=list)
     tasks_done: int = 0
@@ -31,6 +34,9 @@ class Progress:
     model_sizes: Dict[str, float] = field(default_factory=dict)
     agents: List[dict] = field(default_factory=list)
     loggers: Dict[str, dict] = field(default_factory=dict)
+    task_agnostic: Matrices = field(default_factory=dict)
+    """Under ``--task_agnostic``, every row's evaluation without the task label, by rule
+    (``evaluation.task_agnostic``)."""
 
 
 @dataclass
@@ -42,6 +48,8 @@ class TaskStream:
     evaluation: Mapping[str, TaskData]
     batch_size: int
     device: torch.device
+    task_agnostic: bool = False
+    """Whether each evaluation also scores the samples without their task label (``--task_agnostic``)."""
 
     def train_loader(self, *names: str) -> TaskLoader:
         return TaskLoader([self.train[name] for name in names], self.batch_size, shuffle=True, device=self.device)
@@ -49,9 +57,40 @@ class TaskStream:
     def eval_loader(self, name: str) -> TaskLoader:
         return TaskLoader(self.evaluation[name], self.batch_size, shuffle=False, device=self.device)
 
-    def evaluate(self, agent: NormalNN, names: List[str]) -> dict:
-        """``{task: accuracy %}`` of ``agent`` on each of ``names``."""
-        return {name: agent.evaluate(self.eval_loader(name)) for name in names}
+    def accuracies(self, progress: Progress, row: str, learnt: Sequence[Tuple[NormalNN, str]],
+                   names: Sequence[str]) -> Dict[str, float]:
+        """``{task: accuracy %}`` of each of ``names`` with its task label, through its agent in ``learnt`` (``(agent,
+        task)`` of every task learnt, in training order; with ``--ind_models`` each task's own model). Under
+        ``task_agnostic`` every task of ``learnt`` is also scored without its label (``evaluate_without_label``),
+        into ``progress.task_agnostic``'s row ``row``, and the accuracies with the label come from the same
+        outputs."""
+        if not self.task_agnostic:
+            agents = {task: agent for agent, task in learnt}
+            return {name: agents[name].evaluate(self.eval_loader(name)) for name in names}
+        aware, without = self.evaluate_without_label(learnt)
+        add_row(progress.task_agnostic, row, without)
+        return {name: aware[name] for name in names}
+
+    @torch.no_grad()
+    def evaluate_without_label(self, learnt: Sequence[Tuple[NormalNN, str]]) -> Tuple[Dict[str, float],
+                                                                                      RowWithoutLabel]:
+        """Each task of ``learnt`` (``(agent, task)`` in training order) scored with and without its label: its
+        samples through the network and head of every task of ``learnt`` (``NormalNN.task_outputs``: each agent's
+        networks built once, for all the tasks evaluated), counted by ``evaluation.task_agnostic.Tally``. Returns
+        ``({task: accuracy % with the label}, {rule: {"accuracy": {task: %}, "task_id": {task: %}}})``."""
+        order = [task for _, task in learnt]
+        scorers = [agent.task_outputs([task for _, task in tasks]) for agent, tasks in groupby(learnt, itemgetter(0))]
+        aware: Dict[str, float] = {}
+        without: RowWithoutLabel = {rule: {"accuracy": {}, "task_id": {}} for rule in RULES}
+        for own, name in enumerate(order):
+            tally = Tally(own)
+            for inputs, targets, _ in self.eval_loader(name):
+                tally.add([logits for outputs in scorers for logits in outputs(inputs)], targets)
+            aware[name], by_rule = tally.percentages()
+            for rule, kinds in by_rule.items():
+                for kind, value in kinds.items():
+                    without[rule][kind][name] = value
+        return aware, without
 
 
 class Hooks:
@@ -77,7 +116,8 @@ def learn_sequentially(agent: NormalNN, stream: TaskStream, progress: Progress, 
         hooks.before_task(name)
         agent.learn_task(name, stream.train_loader(name), on_epoch=hooks.after_epoch)
         evaluated = [name] if only_current else stream.names[:position + 1]
-        progress.acc_matrix[name] = stream.evaluate(agent, evaluated)
+        learnt = [(agent, task) for task in stream.names[:position + 1]]
+        progress.acc_matrix[name] = stream.accuracies(progress, name, learnt, evaluated)
         progress.model_sizes[name] = agent.model_size_mb()
         progress.tasks_done = position + 1
         hooks.after_task(name, position + 1, progress.acc_matrix[name])
@@ -89,7 +129,8 @@ def learn_jointly(agent: NormalNN, stream: TaskStream, progress: Progress, hooks
     if progress.tasks_done == 0:
         heads = sorted({agent.head_of(name) for name in stream.names})
         agent.learn_task(ALL_TASKS, stream.train_loader(*stream.names), heads=heads, on_epoch=hooks.after_epoch)
-        progress.acc_matrix[ALL_TASKS] = stream.evaluate(agent, stream.names)
+        learnt = [(agent, task) for task in stream.names]
+        progress.acc_matrix[ALL_TASKS] = stream.accuracies(progress, ALL_TASKS, learnt, stream.names)
         progress.model_sizes[ALL_TASKS] = agent.model_size_mb()
         progress.tasks_done = 1
         hooks.after_task(ALL_TASKS, 1, progress.acc_matrix[ALL_TASKS])
@@ -98,7 +139,8 @@ def learn_jointly(agent: NormalNN, stream: TaskStream, progress: Progress, hooks
 
 def learn_separately(new_agent: Callable[[str], NormalNN], stream: TaskStream, progress: Progress, hooks: Hooks,
                      agents: List[NormalNN]) -> AccuracyMatrix:
-    """A fresh model per task (``new_agent(task)``), each trained and evaluated on its own task only.
+    """A fresh model per task (``new_agent(task)``), each trained and evaluated on its own task only (without the
+    task label, every task learnt so far is scored by every model so far).
 
     ``agents`` holds the models of the tasks already begun, in order (an interrupted run's); each new model is
     appended to it before it trains.
@@ -110,7 +152,8 @@ def learn_separately(new_agent: Callable[[str], NormalNN], stream: TaskStream, p
         if len(agents) == position:
             agents.append(new_agent(name))
         agents[position].learn_task(name, stream.train_loader(name), on_epoch=hooks.after_epoch)
-        own_accuracy = agents[position].evaluate(stream.eval_loader(name))
+        learnt = list(zip(agents, stream.names[:position + 1]))
+        own_accuracy = stream.accuracies(progress, name, learnt, [name])[name]
         acc_matrix[name] = {seen: acc_matrix[seen][seen] for seen in stream.names[:position]}
         acc_matrix[name][name] = own_accuracy
         progress.model_sizes[name] = sum(agent.model_size_mb() for agent in agents)

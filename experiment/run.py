@@ -9,6 +9,7 @@ from agents.model_size import individual_models_size_mb
 from evaluation.loggers import CSVLogger, Logger, Loggers, TensorBoardLogger, TextLogger, WandbLogger
 from evaluation.metrics import AccuracyMatrix
 from evaluation.results import metrics_record, results_directory, run_record
+from evaluation.task_agnostic import Matrices, row_of
 from experiment.builders import make_agent, make_tasks
 from experiment.config import Config, Experiment
 from experiment.protocols import Hooks, Progress, learn_jointly, learn_separately, learn_sequentially
@@ -35,12 +36,15 @@ def head_parameters(agents: Sequence[NormalNN], tasks: Optional[Sequence[str]] =
                if tasks is None or name in tasks or name == ALL_TASKS for p in head.parameters())
 
 
-def results_record(acc_matrix: AccuracyMatrix, agents: Sequence[NormalNN], n_tasks: int) -> dict:
-    """The results record of a run's agents: one, or one per task (``--ind_models``, whose sizes add up)."""
+def results_record(acc_matrix: AccuracyMatrix, agents: Sequence[NormalNN], n_tasks: int,
+                   task_agnostic: Matrices) -> dict:
+    """The results record of a run's agents: one, or one per task (``--ind_models``, whose sizes add up); with its
+    accuracies without the task label when ``task_agnostic`` holds any."""
     last = agents[-1]
     return run_record(acc_matrix, units_added(agents), last.results_keys(),
                       sum(agent.model_size_mb() for agent in agents),
-                      individual_models_size_mb(last.dense_feature_parameters(), n_tasks, head_parameters(agents)))
+                      individual_models_size_mb(last.dense_feature_parameters(), n_tasks, head_parameters(agents)),
+                      task_agnostic)
 
 
 def tasks_learnt(rows: List[str], n_tasks: int) -> List[int]:
@@ -102,7 +106,7 @@ class Run(Hooks):
             else:
                 acc_matrix = learn_sequentially(self.agents[0], self.stream, self.progress, self,
                                                 only_current=protocol.single_tasks)
-            record = results_record(acc_matrix, self.agents, len(self.stream.names))
+            record = results_record(acc_matrix, self.agents, len(self.stream.names), self.progress.task_agnostic)
             record.update(self.metrics(acc_matrix))
             self.loggers.log_results(record)
             completed = True
@@ -136,7 +140,8 @@ class Run(Hooks):
         features = last.dense_feature_parameters()
         dense = {row: individual_models_size_mb(features, n, head_parameters(self.agents, names[:n]))
                  for row, n in zip(rows, learnt)}
-        environment = environment_record(self.device, self.config.flags, self.config.method.own_flags)
+        environment = environment_record(self.device, self.config.flags, self.config.method.own_flags,
+                                         self.config.method.title)
         return metrics_record(acc_matrix, seconds, speeds, self.progress.model_sizes, dense, self.experiment.swept,
                               environment)
 
@@ -153,7 +158,8 @@ class Run(Hooks):
         self.checkpoint(end_of_epoch=True)
 
     def after_task(self, row: str, step: int, accuracies: Mapping[str, float]) -> None:
-        self.loggers.log_accuracies(row, step, accuracies, self.progress.model_sizes[row])
+        without_label = row_of(self.progress.task_agnostic, row) if self.progress.task_agnostic else None
+        self.loggers.log_accuracies(row, step, accuracies, self.progress.model_sizes[row], without_label)
         self.checkpoint()
 
     def checkpoint(self, end_of_epoch: bool = False) -> None:

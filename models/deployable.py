@@ -101,8 +101,13 @@ def task_network(layers: Iterable[nn.Module], ranks: Optional[Sequence[int]], he
             plain[-1] = fold_batchnorm(plain[-1], layer)
         elif not isinstance(layer, nn.modules.dropout._DropoutNd):
             plain.append(copy.deepcopy(layer))
-    network = nn.Sequential(*plain, nn.Flatten(), copy.deepcopy(head)).eval()
+    network = nn.Sequential(*plain, nn.Flatten(), plain_head(head)).eval()
     return network.requires_grad_(False)
+
+
+def plain_head(head: nn.Module) -> nn.Module:
+    """A copy of a task's head as ``task_network`` ends with it: in eval mode, without gradients."""
+    return copy.deepcopy(head).eval().requires_grad_(False)
 
 
 def two_convolution_layers(layers: Iterable[nn.Module], ranks: Optional[Sequence[int]]) -> List[bool]:

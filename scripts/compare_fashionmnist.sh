@@ -6,6 +6,8 @@
 # The protocol is the one scripts/compare_protocol_search.sh chose by its rule (the cheapest setting in which
 # fine-tuning forgets): 2 epochs on the first 1000 training samples of each task, whole test sets, batch 128, Adam at
 # lr 0.001, seeds 1, 2, 3. Each method's own settings are its authors' (README, "Comparison on Split Fashion-MNIST").
+# Every run also scores the test samples without their task label (--task_agnostic), which the report sets beside
+# the task-aware accuracy.
 # On a CPU it runs COMPARE_JOBS (default 2) methods at once, each on nproc / COMPARE_JOBS threads; each method's
 # output goes to ${COMPARE_NAME:-compare}_logs/<method>.log. Extra flags are passed on to every run, after the
 # defaults, e.g. on a GPU with the full data:
@@ -22,7 +24,7 @@ if ! [[ $JOBS =~ ^[1-9][0-9]*$ ]]; then
 fi
 THREADS=$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))
 COMMON=(--dataset FashionMNIST --first_split_size 2 --other_split_size 2 --max_train_samples 1000 --schedule 2
-        --batch_size 128 --optimizer Adam --lr 0.001 --repeat 3 --seed 1 --gpuid -1)
+        --batch_size 128 --optimizer Adam --lr 0.001 --repeat 3 --seed 1 --gpuid -1 --task_agnostic)
 DENSE=(--model_type customnet --model_name Net)
 MEMORY=(--memory_size 200)
 EXTRA=("$@")

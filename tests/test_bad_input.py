@@ -192,6 +192,14 @@ CASES = [
     # --incremental_class with the dataset's labels and the tasks shuffled: the counted outputs are not the classes
     case("incremental_class-shuffled", "--incremental_class", "--force_out_dim", "10", "--no_class_remap",
          expect=["--incremental_class counts the first outputs", "--no_rand_split_order"]),
+    # --task_agnostic where one head already takes no task label, or where a task is evaluated only right after it
+    case("task_agnostic-incremental_class", "--task_agnostic", "--incremental_class", "--force_out_dim", "10",
+         expect=["--task_agnostic", "--incremental_class one shared head already spans every class"]),
+    case("task_agnostic-force_out_dim", "--task_agnostic", "--force_out_dim", "10",
+         expect=["--task_agnostic", "--force_out_dim every task shares the head All"]),
+    case("task_agnostic-single_tasks", "--task_agnostic", "--single_tasks",
+         expect=["--task_agnostic", "--single_tasks evaluates a task only before the later ones are learnt"]),
+    case("task_agnostic-debug", "--task_agnostic", "--debug", expect=["--task_agnostic measures whole runs"]),
     # one device
     case("gpuid-several", "--gpuid", "0", "1", expect=["--gpuid takes one device id", "0 1"]),
     # a CUDA device that does not exist

@@ -9,6 +9,7 @@ frozen prefix's constants, backward, the optimizer step, the frozen components' 
 task (pruning, growth, fresh components, the baselines' importance passes and anchors, SI's path integral, the
 rehearsal memory); GEM's projection, whose quadratic program runs on the CPU by design (explicit copies, counted);
 per-task evaluation through each task's own network (BatchNorm statistics folded in) and its multiply-adds count;
+evaluation without the task label (``--task_agnostic``), every task's samples through every task's network;
 a state saved on the CPU continued on the device; the driver end to end with ``--gpuid 0`` and ``--loadmodel``; and
 CACL's zero forgetting, bit for bit. The syncs each step makes are asserted: none in a training step but GEM's.
 
@@ -34,6 +35,7 @@ from agents.loss_watch import LossWatch
 from benchmarks.syncs import CudaSyncs
 from helpers import batches
 from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader
+from experiment.protocols import Progress, TaskStream
 from models import build_model
 from models.deployable import count_multiply_adds
 from models.vgg_16_bn import VGG16_CFG
@@ -189,6 +191,11 @@ def test_every_agent_trains_and_evaluates_on_the_device_without_syncs_in_its_ste
     assert 0 <= agent.evaluate(loader([images("1", seed=5, augment=False), images("2", seed=6, augment=False)],
                                       shuffle=False)) <= 100
     assert sites(cuda.syncs[start:]) == ["agents/default.py (evaluate)"]  # the count of correct answers, once
+    evaluation = {task: images(task, seed=seed, augment=False) for task, seed in (("1", 5), ("2", 6))}
+    start = len(cuda.syncs)
+    TaskStream(["1", "2"], {}, evaluation, 8, CUDA, task_agnostic=True).accuracies(
+        Progress(), "2", [(agent, "1"), (agent, "2")], ["1", "2"])
+    assert sites(cuda.syncs[start:]) == ["evaluation/task_agnostic.py (percentages)"] * 2  # once a task, all rules
     misplaced = [path for path, tensor in tensors_of(agent.training_state()) if tensor.device != CUDA]
     assert misplaced == []
 

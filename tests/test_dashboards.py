@@ -84,15 +84,16 @@ def wandb_run(directory: Path) -> dict:
     return run
 
 
-def logged_accuracies(run: dict, record: dict) -> dict:
-    """The accuracies a W&B run logged after each task, as the accuracy matrix of ``record`` holds them (by task
-    learnt, then task evaluated); each row's model size is checked against ``record``'s."""
+def logged_accuracies(run: dict, record: dict, prefix: str = "accuracy/") -> dict:
+    """The accuracies a W&B run logged after each task under ``prefix`` (``<prefix>task_<name>``), as the accuracy
+    matrix of ``record`` holds them (by task learnt, then task evaluated); each row's model size is checked against
+    ``record``'s."""
     accuracies = {}
     for row in run["history"]:
         if "tasks_learnt" in row:
             trained = row["task_trained"]
-            accuracies[trained] = {key.split("_")[1]: value for key, value in row.items()
-                                   if key.startswith("accuracy/")}
+            accuracies[trained] = {key[len(prefix + "task_"):]: value for key, value in row.items()
+                                   if key.startswith(prefix + "task_")}
             assert row["model_size"] == record["model_size_after_task"][trained]
     return accuracies
 
@@ -213,7 +214,8 @@ def test_a_sequence_of_two_image_folders_and_mnist_resumes_bit_identically_with_
 def test_the_jobs_of_a_sweep_are_one_wandb_group_named_after_the_sweep(workdir, cifar10_root, capsys):
     status = cluster.sweep.main([*QUICK, "--dataset", "CIFAR10", "--dataroot", cifar10_root, "--first_split_size",
                                  "5", "--other_split_size", "5", "--repeat", "2", "--exp_name", "swept",
-                                 "--wandb_project", "cacl-test", "--cluster", "debug", "--sweep_dir", "nightly"])
+                                 "--wandb_project", "cacl-test", "--cluster", "debug", "--sweep_dir", "nightly",
+                                 "--task_agnostic"])
     assert status == 0, capsys.readouterr().err
     runs = [wandb_run(path) for path in sorted((workdir / "wandb").glob("offline-run-*"))]
     assert [run["group"] for run in runs] == ["nightly", "nightly"] and len({run["id"] for run in runs}) == 2
@@ -224,3 +226,8 @@ def test_the_jobs_of_a_sweep_are_one_wandb_group_named_after_the_sweep(workdir, 
         assert logged_accuracies(run, record) == record["acc_matrix"]  # each task's accuracy after each task
         assert {key: run["summary"][key] for key in ("avg_acc", "bwt", "forgetting")} == {
             key: record[key] for key in ("avg_acc", "bwt", "forgetting")}
+        for rule, entry in record["task_agnostic"].items():  # and without the task label, by every rule
+            assert logged_accuracies(run, record, f"task_agnostic/{rule}/") == entry["acc_matrix"]
+            assert logged_accuracies(run, record, f"task_id/{rule}/") == entry["task_id_matrix"]
+            assert {key: run["summary"][f"task_agnostic/{rule}/{key}"] for key in ("avg_acc", "task_id_acc")} == {
+                key: entry[key] for key in ("avg_acc", "task_id_acc")}

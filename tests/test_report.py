@@ -1,6 +1,7 @@
 """``python -m evaluation.report``: every figure and the summary from a tiny run's results, and from results in the
 published code's format (no accuracy matrix, no size per task); a folder without results is a one-line error."""
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,8 @@ import pytest
 
 import iBatchLearn
 from helpers import QUICK, REPO_ROOT
-from evaluation.figures import clipped_interval, experiment_style, label_groups, spread
-from evaluation.report import Experiment, differing_flags, over_tasks
+from evaluation.figures import DODGE_POINTS, clipped_interval, dodge, experiment_style, size_groups
+from evaluation.report import Experiment, differing_flags, labels, over_tasks
 from evaluation.report import main as report_main
 from evaluation.results import interval_95
 
@@ -20,12 +21,14 @@ TWO_TASKS = [*QUICK, "--batch_size", "10", "--first_split_size", "5", "--other_s
 
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory, cifar10_root) -> Path:
-    """``results/`` of tiny finished runs: CACL (2 repeats) and EWC at two --reg_coef values (1 repeat each)."""
+    """``results/`` of tiny finished runs: CACL (2 repeats, with ``--task_agnostic``) and EWC at two --reg_coef values
+    (1 repeat each)."""
     directory = tmp_path_factory.mktemp("runs")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(directory)
         common = [*TWO_TASKS, "--dataset", "CIFAR10", "--dataroot", cifar10_root]
-        assert iBatchLearn.main([*common, "--repeat", "2", "--exp_name", "cacl", "--sparse_wt", "0.1"]) == 0
+        assert iBatchLearn.main([*common, "--repeat", "2", "--exp_name", "cacl", "--sparse_wt", "0.1",
+                                 "--task_agnostic"]) == 0
         assert iBatchLearn.main([*common, "--repeat", "1", "--exp_name", "ewc", "--agent_type", "regularization",
                                  "--agent_name", "EWC", "--model_type", "customnet", "--model_name", "Net",
                                  "--reg_coef", "1", "10"]) == 0
@@ -56,7 +59,8 @@ def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs,
     assert [Path(folder).name for folder in folders] == ["cacl_sparse_wt0.1", "ewc_reg_coef1.0", "ewc_reg_coef10.0"]
     assert report_main([*folders, "--out", str(tmp_path / "report")]) == 0
     out = tmp_path / "report"
-    expected = {"summary.md", "accuracy_vs_size.png", "over_tasks.png", "components_cacl_sparse_wt0.1.png",
+    expected = {"summary.md", "accuracy_vs_size.png", "over_tasks.png", "task_agnostic.png",
+                "components_cacl_sparse_wt0.1.png",
                 *(f"{kind}_{name}.png" for kind in ("accuracy_matrix", "model_size")
                   for name in ("cacl_sparse_wt0.1", "ewc_reg_coef1.0", "ewc_reg_coef10.0"))}
     assert {path.name for path in out.iterdir()} == expected
@@ -67,7 +71,7 @@ def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs,
         assert f"]({name})" in summary
     final = json.loads((finished_runs / "cacl_sparse_wt0.1" / "output_final.json").read_text())
     row = summary_row(summary, "cacl_sparse_wt0.1")
-    assert row[1] == "SVDNet" and "--sparse_wt 0.1" in row[2] and "--model_name Net_SVD" in row[2]
+    assert row[1] == "CACL" and "--sparse_wt 0.1" in row[2] and "--model_name Net_SVD" in row[2]
     assert row[3] == f"{final['avg_acc']:.2f} ± {final['std_acc']:.2f}"
     assert row[4] == f"± {interval_95(final['all_avg_acc']):.2f}"
     assert row[5:7] == ["0.00 ± 0.00", "0.00 ± 0.00"] and row[7] == f"{final['model_size']:.3f}"
@@ -75,6 +79,18 @@ def test_report_draws_every_figure_and_summarizes_each_experiment(finished_runs,
     assert ewc[1] == "EWC" and "--reg_coef 10.0" in ewc[2] and "--sparse_wt" not in ewc[2]
     assert summary_row(summary, "ewc_reg_coef1.0")[5] != "n/a" and ewc[4] == "n/a"  # one repeat: no interval
     assert "| cacl_sparse_wt0.1 |" in capsys.readouterr().out
+
+    without = summary_row(summary.split("## Without the task label")[1], "CACL")  # EWC's runs have none
+    runs = [json.loads((finished_runs / "cacl_sparse_wt0.1" / f"output_run{r}.json").read_text()) for r in (0, 1)]
+    expected_cells = [f"{final['avg_acc']:.2f} ± {final['std_acc']:.2f}", f"± {interval_95(final['all_avg_acc']):.2f}"]
+    for rule in ("logits", "log_softmax", "entropy"):
+        for key in ("avg_acc", "task_id_acc"):
+            values = [run["task_agnostic"][rule][key] for run in runs]
+            expected_cells.append(f"{statistics.fmean(values):.2f} ± {statistics.pstdev(values):.2f}")
+            if rule == "logits":
+                expected_cells.append(f"± {interval_95(values):.2f}")
+    assert without[1:] == expected_cells
+    assert "ewc" not in summary.split("## Without the task label")[1].split("## Each experiment")[0].lower()
 
 
 def test_a_flag_of_some_methods_only_shows_for_the_experiments_whose_method_reads_it():
@@ -129,18 +145,38 @@ def test_report_into_a_file_is_a_one_line_error(finished_runs, tmp_path, capsys)
     assert err.startswith("error: --out ") and err.count("\n") == 1
 
 
-def test_spread_keeps_order_and_gap_and_leaves_spaced_labels_alone():
-    values = [95.0, 96.4, 96.6, 97.7, 75.8, 96.5]
-    positions = spread(values, 1.0)
-    in_value_order = [positions[i] for i in sorted(range(len(values)), key=lambda i: values[i])]
-    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(in_value_order, in_value_order[1:]))
-    assert positions[4] < min(positions[:4] + positions[5:])  # the outlier stays lowest
-    assert sum(p - v for p, v in zip(positions, values)) == pytest.approx(0.0)  # centred on the points
-    assert spread([1.0, 3.0, 2.0], 1.0) == [1.0, 3.0, 2.0]
+def test_points_of_about_one_size_stand_side_by_side_in_order_of_accuracy():
+    sizes = [1.607] * 10 + [1.62, 5.7, 18.4]
+    accuracies = [80.6, 81.7, 82.4, 78.5, 88.1, 95.5, 97.9, 97.1, 97.6, 98.1, 91.9, 96.0, 96.1]
+    offsets = dodge(sizes, accuracies, 0.02 * 18.4)
+    crowded = sorted(range(11), key=lambda i: accuracies[i])
+    assert [offsets[i] for i in crowded] == [(rank - 5) * DODGE_POINTS for rank in range(11)]
+    assert offsets[11:] == [0.0, 0.0]  # alone at their sizes
 
 
-def test_label_groups_join_points_of_about_the_same_size_only():
-    assert label_groups([1.6, 5.7, 1.6, 7.9, 1.7, 6.0], 0.5) == [[0, 2, 4], [1, 5], [3]]
+def test_size_groups_join_points_of_about_the_same_size_only():
+    assert size_groups([1.6, 5.7, 1.6, 7.9, 1.7, 6.0], 0.5) == [[0, 2, 4], [1, 5], [3]]
+
+
+def test_the_figures_name_each_method_and_the_flags_that_tell_apart_those_of_one_method():
+    def experiment(name, agent_name, method=None, **flags):
+        environment = {"flags": {"agent_type": "x", "agent_name": agent_name, "model_name": "Net", **flags},
+                       "method_flags": [], **({} if method is None else {"method": method})}
+        return Experiment(name, [{"setting": {}, "environment": environment}], {})
+
+    named = labels([
+        experiment("compare_cacl_sparse_wt0.4", "SVDNet", "CACL", model_name="Net_SVD"),
+        experiment("compare_finetune_reg_coef0.0", "NormalNN", "fine-tuning"),
+        experiment("compare_separate_reg_coef0.0", "NormalNN", "fine-tuning", ind_models=True),
+        experiment("ewc_reg_coef10.0", "EWC", "EWC", reg_coef=10.0),
+        experiment("ewc_reg_coef100.0", "EWC", "EWC", reg_coef=100.0),
+        experiment("older", "GEM"),  # results without the method's name: its class
+        experiment("again", "GEM"),
+    ])
+    assert named == {"compare_cacl_sparse_wt0.4": "CACL", "compare_finetune_reg_coef0.0": "fine-tuning",
+                     "compare_separate_reg_coef0.0": "fine-tuning (separate models)",
+                     "ewc_reg_coef10.0": "EWC --reg_coef 10.0", "ewc_reg_coef100.0": "EWC --reg_coef 100.0",
+                     "older": "GEM (older)", "again": "GEM (again)"}
 
 
 def test_error_bars_stop_at_the_accuracies_that_can_be():

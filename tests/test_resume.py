@@ -295,10 +295,10 @@ def test_end_of_epoch_checkpoints_wait_for_the_interval_but_ends_of_tasks_do_not
 
 @pytest.mark.parametrize("protocol, stop_after", [
     ([], 4),
-    (["--ind_models"], 4),
+    (["--ind_models", "--task_agnostic"], 4),
     (["--offline_training"], 1),
     (["--incremental_class", "--force_out_dim", "10", "--no_class_remap", "--no_rand_split_order"], 4),
-], ids=["sequential", "ind_models", "offline_training", "incremental_class"])
+], ids=["sequential", "ind_models-task_agnostic", "offline_training", "incremental_class"])
 def test_every_protocol_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, protocol, stop_after):
     assert_stopped_run_resumes_exactly(tmp_path, monkeypatch, cifar10_root, capsys, protocol, stop_after)
 

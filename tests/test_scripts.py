@@ -58,7 +58,7 @@ def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
     out = run_script("benchmark.sh", tmp_path, "--quick", "--no_memory", "--device", "cpu")
     figures = json.loads((tmp_path / "results" / "benchmark.json").read_text())
     rows = ("floor", "svd_step", "train_path", "train_path_task20", "train_path_trained", "eval_path",
-            "eval_pruned", "eval_floor")
+            "eval_pruned", "eval_floor", "eval_path_agnostic", "eval_shared", "eval_shared_agnostic")
     assert all(figures[row] > 0 for row in rows)
     assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
     assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out

@@ -30,10 +30,11 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_record(device: torch.device, flags: Mapping, method_flags: Sequence[str]) -> dict:
-    """``{"torch", "cuda", "python", "device", "device_name", "threads", "git_commit", "flags", "method_flags"}``;
-    ``cuda`` is the CUDA version torch was built with (None for a CPU build); ``method_flags`` the flags of
-    ``flags`` that only some methods read and this run's does."""
+def environment_record(device: torch.device, flags: Mapping, method_flags: Sequence[str], method: str) -> dict:
+    """``{"torch", "cuda", "python", "device", "device_name", "threads", "git_commit", "flags", "method_flags",
+    "method"}``; ``cuda`` is the CUDA version torch was built with (None for a CPU build); ``method_flags`` the flags
+    of ``flags`` that only some methods read and this run's does; ``method`` the method's name in the papers
+    (``CACL``, ``fine-tuning``, ``EWC``...)."""
     return {
         "torch": str(torch.__version__),
         "cuda": torch.version.cuda,
@@ -44,4 +45,5 @@ def environment_record(device: torch.device, flags: Mapping, method_flags: Seque
         "git_commit": git_commit(),
         "flags": dict(flags),
         "method_flags": list(method_flags),
+        "method": method,
     }
