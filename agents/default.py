@@ -232,14 +232,15 @@ class NormalNN:
             self.task_started -= resume["seconds"]
             self.images_in_task = resume.get("images")
         epochs = self.task_epochs()
+        watch = LossWatch()  # NaN and infinity are caught on the device: no step waits for the GPU
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
             report = EpochReport(task, epoch + 1)
-            watch = LossWatch()  # NaN and infinity are caught on the device: no step waits for the GPU
+            watch.begin_epoch()
             self.model.train()
             self.begin_epoch(task, epoch)
-            for iteration, (inputs, targets, tasks) in enumerate(train_loader):
-                watch.step(self.observe(inputs, targets, tasks), iteration)
+            for inputs, targets, tasks in train_loader:
+                watch.step(self.observe(inputs, targets, tasks))
                 self.global_step += 1
                 if self.images_in_task is not None:
                     self.images_in_task += len(targets)

@@ -284,14 +284,17 @@ def test_the_loss_watch_reads_nothing_per_step_and_names_the_first_non_finite_st
     finite = {"ce": torch.tensor(1.0, device=CUDA), "loss": torch.tensor(1.0, device=CUDA)}
     infinite = {"ce": torch.tensor(float("inf"), device=CUDA), "loss": torch.tensor(float("inf"), device=CUDA)}
     start = len(cuda.syncs)
-    for iteration, terms in enumerate([finite, finite, infinite, finite]):
-        watch.step(terms, iteration)
+    for terms in [finite, infinite, finite]:  # an epoch whose loss was infinite, then a new one from its start
+        watch.step(terms)
+    watch.begin_epoch()
+    for terms in [finite, finite, infinite, finite]:
+        watch.step(terms)
     assert cuda.syncs[start:] == []
     with pytest.raises(UserError, match=r"the loss became inf at task 7, epoch 2, iteration 3 \(bad term: ce\)"):
         watch.check("7", 1)
     assert sites(cuda.syncs[start:]) == [LOSS_WATCH]
     healthy = LossWatch()
-    healthy.step(finite, 0)
+    healthy.step(finite)
     assert healthy.check("7", 0) == {"ce": 1.0, "loss": 1.0}
 
 
