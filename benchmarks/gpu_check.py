@@ -83,7 +83,7 @@ def plan() -> List[Step]:
     (``BACKGROUND``), on half the cores."""
     threads = max(1, (os.cpu_count() or 2) // 2)
     return [Step("environment", "environment", 60), Step("run_20_tasks_cpu", "run_20_tasks", 200, "cpu", threads),
-            Step("tests", "tests", 180), Step("syncs", "syncs", 90), Step("graph_identity", "graph_identity", 90),
+            Step("tests", "tests", 180), Step("syncs", "syncs", 90), Step("graph_identity", "graph_identity", 150),
             Step("run_20_tasks_device", "run_20_tasks", 120, "device"),
             Step("benchmark_plain", "benchmark", 90, "plain"), Step("benchmark_amp", "benchmark", 90, "amp"),
             Step("benchmark_captured", "benchmark", 90, "captured"),

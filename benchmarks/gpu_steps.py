@@ -255,7 +255,7 @@ def run_20_tasks(options: StepOptions, report: Report) -> None:
 
 
 CPU_STATIC_STEP = "rehearsal: the CPU cannot capture, so both runs are the static-tensor step run eagerly"
-IDENTITY_SIZES = {"cuda": (64, 4), "cpu": (16, 2), "quick": (8, 2)}
+IDENTITY_SIZES = {"cuda": (64, 4), "cpu": (4, 2), "quick": (4, 2)}
 """Batch size and full batches a task of the identity check (each task has a last batch of a quarter of one)."""
 QUICK_IDENTITY_METHODS = ("NormalNN", "SVDNet")
 
