@@ -15,7 +15,8 @@ from tqdm import tqdm
 from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batchnorm_statistics
 from agents.loss_watch import LossWatch
 from agents.model_size import dense_feature_parameters, dense_size_mb
-from agents.optim import check_optimizer, make_optimizer
+from agents.optim import check_optimizer, make_optimizer, set_capturable
+from agents.step import CudaGraphs, TrainingStep, capture_obstacle
 from models.deployable import plain_head, task_network
 from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
@@ -45,6 +46,9 @@ class LoopSettings:
     save_running_stats: bool = flag(False, "BatchNorm statistics per task (models with BatchNorm)")
     amp: bool = flag(False, "bfloat16 autocast of the forward pass (for CUDA; changes the numbers)")
     compile: bool = flag(False, "torch.compile the training forward pass, once per task (for CUDA)")
+    cuda_graph: bool = flag(False, "capture the training step as a CUDA graph, once per task and batch shape, and "
+                                   "replay it (for CUDA; awaits the GPU check: README, Speed)",
+                            negative="--no_cuda_graph")
     device: str = "cpu"
     channels_last: bool = False
     """Inputs and kernels in channels-last (NHWC) memory format (the driver's choice on the CPU)."""
@@ -54,6 +58,8 @@ class LoopSettings:
         if not schedule or schedule[0] <= 0 or any(b <= a for a, b in zip(schedule, schedule[1:])):
             raise UserError(f"--schedule {SCHEDULE_REQUIREMENT}, got {format_values(schedule)}")
         check_optimizer(self.optimizer, self.momentum, self.weight_decay)
+        if self.cuda_graph and self.compile:
+            raise UserError("--cuda_graph and --compile: choose one (a compiled step is not captured)")
 
 
 @dataclass
@@ -104,7 +110,9 @@ class NormalNN:
     - training: ``freeze`` / ``trainable_parameters`` (what may change while a task trains), ``regularization``
       (terms added to the cross-entropy), ``backward`` (the gradients a step takes), ``after_step`` (after every
       optimizer step), ``task_epochs`` / ``begin_epoch`` (how many epochs a task trains, and what happens before
-      each), ``end_task`` (after the last epoch) and ``consolidate`` (what is kept of a task for later);
+      each), ``end_task`` (after the last epoch) and ``consolidate`` (what is kept of a task for later); and,
+      for ``--cuda_graph``, ``capture_obstacle`` (why its step cannot be captured) or ``step_changed`` (its step
+      replaced a tensor it reads);
     - its state: ``continual_state`` / ``load_continual_state`` (what the later tasks and evaluation need besides
       the model's tensors; checkpointed with it), ``save`` / ``load_saved`` (its files in ``saves/<exp>/``);
     - its outputs: ``task_ranks`` (the components a task is evaluated with), ``trunk_key`` (which tasks' networks
@@ -123,6 +131,11 @@ class NormalNN:
     """True for a base class of methods that is no method itself (not offered by ``--agent_name``)."""
     prunes_after_task = False
     """Whether the method prunes what a task added once it is learnt (``pruned_copy``; the ``--debug`` searches)."""
+    capture_obstacle = ""
+    """Why the method's training step cannot be captured as a CUDA graph (``--cuda_graph``, ``agents.step``), in the
+    words of the notice that says so (``"<Method>'s step <obstacle>"``); empty when it can: its step (``observe``
+    and every hook it calls) reads no device value on the host, takes every number that changes from step to step
+    from tensors, and replaces no tensor it reads within a task without calling ``step_changed``."""
 
     def __init__(self, model: MultiHeadNet, settings: LoopSettings):
         self.settings = settings
@@ -140,6 +153,14 @@ class NormalNN:
         self.current_task: Optional[str] = None
         self.epochs_done = 0
         self.resume_point: Optional[dict] = None
+        self.static_step = settings.cuda_graph and not capture_obstacle(type(self), settings.optimizer)
+        """Whether the step runs on static tensors (``--cuda_graph``, for a method and optimizer that can be
+        captured): captured and replayed on CUDA, run eagerly elsewhere."""
+        self.captures = self.static_step and self.device.type == "cuda"
+        """Whether the step is captured as a CUDA graph (and the optimizer made ``capturable``)."""
+        self.loss_watch = LossWatch()
+        self.training_step: Optional[TrainingStep] = None
+        """The current task's step, run eagerly or replayed (``agents.step``; made by ``begin_task``)."""
         self.task_seconds: Dict[str, float] = {}
         """Wall-clock seconds each task took to learn (its epochs, ``end_task`` and ``consolidate``)."""
         self.task_started = 0.0
@@ -206,16 +227,28 @@ class NormalNN:
         settings = self.settings
         self.freeze(task)
         self.optimizer = make_optimizer(self.trainable_parameters(task), settings.optimizer, settings.lr,
-                                        settings.momentum, settings.weight_decay)
+                                        settings.momentum, settings.weight_decay, capturable=self.captures)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(settings.schedule),
                                                               gamma=0.1)
         if settings.compile:  # compiled afresh for every task: the ranks and frozen prefixes change between tasks
             torch._dynamo.reset()
             self.training_features = torch.compile(self.model.features)
+        self.loss_watch = LossWatch()
+        self.training_step = TrainingStep(self.watched_step, self.optimizer, self.model, self.static_step,
+                                          CudaGraphs(self.device) if self.captures else None)
+
+    def step_changed(self) -> None:
+        """For a method that, within a task, replaces a tensor its step reads (rather than changing it in place) or
+        the optimizer's state: a captured step (``--cuda_graph``) is captured afresh from the next batch on."""
+        if self.training_step is not None:
+            self.training_step.discard()
 
     def autocast(self) -> torch.autocast:
-        """``--amp``: the model's forward pass in bfloat16 (the regularizers stay in float32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp)
+        """``--amp``: the model's forward pass in bfloat16 (the regularizers stay in float32); without autocast's
+        cache of cast weights when the step is captured (PyTorch's rule for autocast in CUDA graphs; the values are
+        the same)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.amp,
+                              cache_enabled=not self.captures)
 
     def learn_task(self, task: str, train_loader, heads: Optional[Sequence[str]] = None,
                    on_epoch: Optional[Callable[[EpochReport], None]] = None) -> None:
@@ -224,8 +257,9 @@ class NormalNN:
         ``heads`` are the heads that train (default: the task's own); joint training passes every task's.
         ``on_epoch(report)`` is called after every epoch, when ``training_state`` can be saved to continue from there.
         After ``load_training_state`` of a state saved during this task, training continues from the epoch it reached.
-        The seconds it took go to ``task_seconds``, the images its steps took to ``task_images``. A NaN or infinite loss stops it with a ``UserError`` naming the
-        step (``LossWatch``: checked every ``print_freq`` steps and at the end of each epoch, before ``on_epoch``).
+        The seconds it took go to ``task_seconds``, the images its steps took to ``task_images``. A NaN or infinite
+        loss stops it with a ``UserError`` naming the step (``LossWatch``: checked every ``print_freq`` steps and at
+        the end of each epoch, before ``on_epoch``).
         """
         resume, self.resume_point = self.resume_point, None
         if resume is not None and resume["task"] != task:
@@ -237,19 +271,21 @@ class NormalNN:
         self.task_started = time.perf_counter()
         if resume is not None:
             self.optimizer.load_state_dict(resume["optimizer"])
+            set_capturable(self.optimizer, self.captures)
             self.scheduler.load_state_dict(resume["scheduler"])
             self.epochs_done = resume["epochs_done"]
             self.task_started -= resume["seconds"]
             self.images_in_task = resume.get("images")
         epochs = self.task_epochs()
+        watch = self.loss_watch  # NaN and infinity are caught on the device: no step waits for the GPU
         for epoch in tqdm(range(self.epochs_done, epochs), desc=f"task {task}", unit="epoch", disable=None,
                           leave=False):
             report = EpochReport(task, epoch + 1)
-            watch = LossWatch()  # NaN and infinity are caught on the device: no step waits for the GPU
+            watch.begin_epoch()
             self.model.train()
             self.begin_epoch(task, epoch)
-            for iteration, (inputs, targets, tasks) in enumerate(train_loader):
-                watch.step(self.observe(inputs, targets, tasks), iteration)
+            for inputs, targets, tasks in train_loader:
+                self.training_step.run(inputs, targets, tasks)
                 self.global_step += 1
                 if self.images_in_task is not None:
                     self.images_in_task += len(targets)
@@ -322,6 +358,14 @@ class NormalNN:
 
     def load_continual_state(self, state: Mapping[str, Any]) -> None:
         """The inverse of ``continual_state`` (``state`` may hold more entries)."""
+
+    def watched_step(self, inputs: torch.Tensor, targets: torch.Tensor,
+                     tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
+        """The loop's one step function, run eagerly or replayed (``training_step``): ``observe``, and the NaN
+        watch's record of its loss terms (``loss_watch``); returns the terms."""
+        terms = self.observe(inputs, targets, tasks)
+        self.loss_watch.step(terms)
+        return terms
 
     def observe(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Dict[str, torch.Tensor]:
         """One optimizer step on a batch; returns the loss terms (detached)."""

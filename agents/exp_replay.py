@@ -150,6 +150,9 @@ class GEM(EpisodicMemory):
     (those the optimizer holds: the shared ones and the task's own head). The memory is not replayed as training
     data."""
 
+    capture_obstacle = ("decides on the host whether to project the gradient, and solves its quadratic program on "
+                        "the CPU")
+
     def __init__(self, model: MultiHeadNet, settings: RehearsalSettings):
         quadprog_module()
         super().__init__(model, settings)

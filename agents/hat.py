@@ -116,6 +116,8 @@ class HAT(SavedContinualState):
 
     Settings = HATSettings
     STATE_FILE = "hat.pth"
+    capture_obstacle = ("anneals its gates' scale s by the batch's place in the epoch, a number kept in Python (a "
+                        "captured step would replay the first batch's s)")
 
     def __init__(self, model: MultiHeadNet, settings: HATSettings):
         super().__init__(model, settings)

@@ -164,6 +164,7 @@ class PackNet(SavedContinualState):
             self.optimizer.state.clear()
             for group in self.optimizer.param_groups:
                 group["lr"] = RETRAINING_LR_FACTOR * self.settings.lr
+            self.step_changed()  # new masks and optimizer state
 
     def backward(self, terms: Dict[str, torch.Tensor]) -> None:
         """The loss's gradients, zero for every weight the task does not own (``make_grads_zero``)."""

@@ -111,6 +111,8 @@ def get_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no_real_run", action="store_true", help="skip row 6 (the whole Split Fashion-MNIST run)")
     parser.add_argument("--amp", action="store_true", help="every row with iBatchLearn's --amp (bfloat16 autocast)")
     parser.add_argument("--compile", action="store_true", help="every row with iBatchLearn's --compile")
+    parser.add_argument("--cuda_graph", action="store_true",
+                        help="every row with iBatchLearn's --cuda_graph (the training step captured, on CUDA)")
     parser.add_argument("--output", default=os.path.join("results", "benchmark.json"), help="where the JSON goes")
     return parser.parse_args(argv)
 
@@ -133,10 +135,16 @@ def images_per_second(work: Callable[[], int], device: torch.device) -> float:
 # --- agents and data ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Speed:
-    """The driver's speed options: ``--amp``, ``--compile``; channels-last follows the device as in the driver."""
+    """The driver's speed options: ``--amp``, ``--compile``, ``--cuda_graph``; channels-last follows the device as in
+    the driver."""
 
     amp: bool = False
     compile: bool = False
+    cuda_graph: bool = False
+
+    def flags(self) -> List[str]:
+        """The driver's flags of the options that are on."""
+        return [f"--{option}" for option in ("amp", "compile", "cuda_graph") if getattr(self, option)]
 
 
 COMMON_FLAGS = ["--gpuid", "-1", "--schedule", "1", "--print_freq", str(10 ** 9), "--dataset", "CIFAR100"]
@@ -152,10 +160,9 @@ def heads(n_tasks: int) -> Dict[str, int]:
 
 
 def agent_of(flags: List[str], device: torch.device, speed: Speed, n_tasks: int = 1):
-    """The agent the driver builds from ``flags`` (and ``--amp`` / ``--compile``), on ``device`` (channels-last on
-    the CPU, as in the driver), with ``n_tasks`` heads."""
-    config = read_config([*COMMON_FLAGS, *flags, *(["--amp"] if speed.amp else []),
-                          *(["--compile"] if speed.compile else [])])
+    """The agent the driver builds from ``flags`` (and ``speed``'s), on ``device`` (channels-last on the CPU, as in the
+    driver), with ``n_tasks`` heads."""
+    config = read_config([*COMMON_FLAGS, *flags, *speed.flags()])
     return make_agent(config, config.experiments()[0], device, 32, heads(n_tasks))
 
 
@@ -205,7 +212,8 @@ def synthetic_task(name: str, n_images: int, augment: bool, seed: int) -> TaskDa
 
 # --- rows --------------------------------------------------------------------------------------------------------
 def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
-    """Rows 1 and 2: training steps on one ready batch, the two models measured in alternating rounds."""
+    """Rows 1 and 2: the loop's training steps (``training_step``: the step and its NaN watch; with ``--cuda_graph``
+    warmed up, captured and replayed) on one ready batch, the two models measured in alternating rounds."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(BATCH_SIZE, 3, 32, 32, generator=generator).to(device)
     targets = torch.randint(0, CLASSES_PER_TASK, (BATCH_SIZE,), generator=generator).to(device)
@@ -215,11 +223,11 @@ def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, fl
         agent.begin_task("1")
         agent.model.train()
         for _ in range(sizes.warmup_steps):
-            agent.observe(*batch)
+            agent.training_step.run(*batch)
 
     def steps(agent) -> int:
         for _ in range(sizes.steps):
-            agent.observe(*batch)
+            agent.training_step.run(*batch)
         return sizes.steps * BATCH_SIZE
 
     best = {name: 0.0 for name in agents}
@@ -265,8 +273,7 @@ def trained_flags(dataroot: str, sizes: Sizes, speed: Speed) -> List[str]:
     """Rows 3c and 6: the quickstart's data and method flags, one epoch a task of ``sizes.trained_images`` images,
     batch ``BATCH_SIZE``."""
     return [*QUICKSTART_FLAGS, "--dataroot", dataroot, "--batch_size", str(BATCH_SIZE), "--schedule", "1",
-            "--max_train_samples", str(sizes.trained_images), "--print_freq", str(10 ** 9),
-            *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
+            "--max_train_samples", str(sizes.trained_images), "--print_freq", str(10 ** 9), *speed.flags()]
 
 
 def trained_agent(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str):
@@ -416,7 +423,7 @@ def peak_rss_mb(device: torch.device, speed: Speed, sizes: Sizes, threads: Optio
         write_cifar100(folder, sizes.rss_train_per_class, sizes.rss_test_per_class)
         flags = ["--dataset", "CIFAR100", "--schedule", "1", "--repeat", "1", "--grow_network", "--batch_size",
                  str(BATCH_SIZE), "--sparse_wt", str(SPARSE_WT), "-e", str(ENERGY_SV), "--dataroot", folder,
-                 *gpuid(device), *(["--amp"] if speed.amp else []), *(["--compile"] if speed.compile else [])]
+                 *gpuid(device), *speed.flags()]
         return driver_in_child(flags, folder, threads, "the 20-task run")
 
 
@@ -451,11 +458,13 @@ ROWS = [
     ("4h", "eval_shared_agnostic", "the same, --task_agnostic", "eval_shared"),
 ]
 """(row, key, what, the row it is a ratio to)."""
+SPEED_KEYS = ("channels_last", "amp", "compile", "cuda_graph")
+"""The results' keys of the speed options, as the table's title lists those that are on."""
 
 
 def format_table(results: dict) -> str:
     lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
-             f"batch {BATCH_SIZE}{''.join(f', {option}' for option in ('channels_last', 'amp', 'compile') if results[option])})"
+             f"batch {BATCH_SIZE}{''.join(f', {option}' for option in SPEED_KEYS if results[option])})"
              f"{' [quick: not a measurement]' if results['quick'] else ''}",
              f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4, 3c, 4g to row 1, 4b-4c to 4c, "
              f"4f to 4, 4h to 4g)"]
@@ -487,8 +496,9 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     results = {"device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
                "torch": torch.__version__, "threads": torch.get_num_threads(), "quick": args.quick,
-               "channels_last": device.type == "cpu", "amp": args.amp, "compile": args.compile}
-    speed = Speed(amp=args.amp, compile=args.compile)
+               "channels_last": device.type == "cpu", "amp": args.amp, "compile": args.compile,
+               "cuda_graph": args.cuda_graph}
+    speed = Speed(amp=args.amp, compile=args.compile, cuda_graph=args.cuda_graph)
     with subnormals_flushed(device), fashion_mnist_root(sizes) as (dataroot, trained_data):
         results.update(step_rates(device, speed, sizes))
         results["train_path"] = train_path_rate(device, speed, sizes, tasks_before=0)

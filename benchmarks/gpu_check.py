@@ -7,12 +7,16 @@ Steps, in this order (``benchmarks.gpu_steps`` says what each does):
 2. ``tests``: ``tests/test_cuda_path.py`` with real CUDA tensors (the simulated ones run in the test suite), CACL's
    bit-exact zero forgetting under ``--benchmark``'s cuDNN settings among them;
 3. ``syncs``: host-device syncs per training step of SVDNet, NormalNN, Naive_Rehearsal and GEM, by source;
+   ``graph_identity``: every method's training step captured as a CUDA graph and replayed (``--cuda_graph``) against
+   the same step run eagerly, two tasks each: whether it can be captured, the largest differences of the weights
+   and of the losses, bit-identical or not;
 4. ``run_20_tasks_device`` and ``run_20_tasks_cpu`` (started after step 1, on half the CPU cores, beside steps 2-4):
    a 20-task CIFAR-100-shaped run (synthetic images in the official format, 250 train and 50 test a class, one epoch
    a task) on the device and on the CPU, their per-task accuracies compared, zero forgetting checked;
-5. ``benchmark_plain``, ``benchmark_amp``, ``benchmark_compile``: ``scripts/benchmark.sh``'s rows 1-4c (3c, a
-   network trained on 4 real tasks, included), plain, with ``--amp`` and with ``--compile``, as images/s and as
-   ratios to the dense floor on this device.
+5. ``benchmark_plain``, ``benchmark_amp``, ``benchmark_captured``, ``benchmark_compile``: ``scripts/benchmark.sh``'s
+   rows 1-4c (3c, a network trained on 4 real tasks, included), plain, with ``--amp``, with ``--cuda_graph`` (rows
+   1-3b: the captured step, dense and ``Net_SVD``, tasks 1 and 20) and with ``--compile``, as images/s and as ratios
+   to the dense floor on this device.
 
 Each step runs in its own process with a time limit, cut to what is left of the whole check's ``--budget`` (450 s on
 a GPU); the JSON is written after each step, so a stopped check still leaves what it measured. A step that fails, or
@@ -20,9 +24,10 @@ is stopped at its limit, is recorded with its message (and its log in ``<out>_lo
 the exit status is 1 when a step did not pass. Peak GPU memory is recorded per step.
 
 ``--device cpu`` rehearses the same steps on the CPU with smaller sizes (the 20-task run with 20 train and 10 test
-images a class; the benchmark's ``--quick`` sizes; ``torch.compile`` without code generation) and limits only against
-a hung step (3 times the GPU's, a 900 s budget); ``--quick``
-makes every step as small as it gets (2 tasks, one agent's syncs, benchmark rows 1-2), for the test suite.
+images a class; the benchmark's ``--quick`` sizes; ``torch.compile`` without code generation; no capture: the
+captured step runs eagerly from its static tensors, and the JSON says so) and limits only against a hung step (3
+times the GPU's, a 900 s budget); ``--quick`` makes every step as small as it gets (2 tasks, one agent's syncs, two
+methods' graph identity, benchmark rows 1-2), for the test suite.
 """
 import argparse
 import contextlib
@@ -78,9 +83,10 @@ def plan() -> List[Step]:
     (``BACKGROUND``), on half the cores."""
     threads = max(1, (os.cpu_count() or 2) // 2)
     return [Step("environment", "environment", 60), Step("run_20_tasks_cpu", "run_20_tasks", 200, "cpu", threads),
-            Step("tests", "tests", 180), Step("syncs", "syncs", 90),
+            Step("tests", "tests", 180), Step("syncs", "syncs", 90), Step("graph_identity", "graph_identity", 150),
             Step("run_20_tasks_device", "run_20_tasks", 120, "device"),
             Step("benchmark_plain", "benchmark", 90, "plain"), Step("benchmark_amp", "benchmark", 90, "amp"),
+            Step("benchmark_captured", "benchmark", 90, "captured"),
             Step("benchmark_compile", "benchmark", 200, "compile")]
 
 
@@ -226,8 +232,9 @@ def empty_results(args: argparse.Namespace) -> dict:
                            "epoch and the end of each task" if cuda else
                            "null on the CPU: syncs are waits for a GPU (the test suite counts them on a simulated "
                            "device, tests/test_cuda_path.py)"),
-            "syncs": None, "run_20_tasks": {"device": None, "cpu": None, "comparison": None},
-            "benchmark": {"plain": None, "amp": None, "compile": None},
+            "syncs": None, "graph_identity": None,
+            "run_20_tasks": {"device": None, "cpu": None, "comparison": None},
+            "benchmark": {"plain": None, "amp": None, "captured": None, "compile": None},
             "peak_gpu_memory_mb": {} if cuda else None}
 
 
@@ -243,6 +250,8 @@ def merge(results: dict, step: Step, found: dict, device: str) -> None:
         results["syncs"] = found.get("syncs")
         if device == "cuda" and found.get("syncs"):
             results["syncs_per_step"] = {agent: counts["per_step"] for agent, counts in found["syncs"].items()}
+    elif step.step == "graph_identity":
+        results["graph_identity"] = found.get("graph_identity")
     elif step.step == "run_20_tasks":
         results["run_20_tasks"][step.variant] = found.get("run")
     elif step.step == "benchmark" and "benchmark" in found:
@@ -293,6 +302,18 @@ def format_table(results: dict) -> str:
             sources = {**counts["in_steps"], **counts["making_batches"]}
             lines.append(f"  {agent:<16} {per_step:>6} over {counts['steps']} steps; in steps: {sources or 'none'}; "
                          f"between steps: {counts['between_steps'] or 'none'}")
+    identity = results["graph_identity"]
+    if identity:
+        lines.append(f"captured step against the eager one ({identity['note']}):")
+        for method, record in identity["methods"].items():
+            if not record["capturable"]:
+                lines.append(f"  {method:<20} not captured: {record['obstacle']}")
+            elif record["bit_identical"] is not None:
+                today = record["capturable_form_vs_today"]
+                lines.append(f"  {method:<20} {'bit-identical' if record['bit_identical'] else 'DIFFERENT'}: max |diff| "
+                             f"weights {record['max_abs_diff_weights']:.3g}, losses "
+                             f"{record['max_abs_diff_losses']:.3g}; the capturable optimizer against today's: "
+                             f"weights {today['max_abs_diff_weights']:.3g}; steps {record['counts']}")
     benchmarks = {variant: found for variant, found in results["benchmark"].items() if found}
     if benchmarks:
         lines.append("benchmark, images/s (ratio to row 1; rows 4b-4c to 4c):")

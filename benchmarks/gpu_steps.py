@@ -10,10 +10,12 @@ its numbers; it fails by raising. On CUDA each adds ``peak_gpu_memory_mb`` (``to
   that check the simulation; counts by device, failures by name.
 - ``syncs``: host-device syncs of a few training steps of SVDNet and three baselines on the device, by where they
   come from (``benchmarks.syncs.CudaSyncs``; on the CPU there are none to count: ``null``).
+- ``graph_identity``: every method's step captured and replayed against the same step run eagerly, two tasks each
+  (``--cuda_graph``; on the CPU a rehearsal, both runs eager).
 - ``run_20_tasks``: a 20-task CIFAR-100-shaped run of ``iBatchLearn.py`` (one epoch a task) on ``--variant`` device
   (``device``: the check's, ``cpu``) over ``--data``, written by ``dataloaders.synthetic.write_cifar100``.
-- ``benchmark``: ``benchmarks.benchmark``'s rows under ``--variant`` ``plain``, ``amp`` or ``compile`` (rows 1-2
-  only with ``--quick``).
+- ``benchmark``: ``benchmarks.benchmark``'s rows under ``--variant`` ``plain``, ``amp``, ``compile`` or ``captured``
+  (``--cuda_graph``: rows 1-3b; rows 1-2 only with ``--quick``).
 """
 import argparse
 import contextlib
@@ -249,18 +251,130 @@ def run_20_tasks(options: StepOptions, report: Report) -> None:
                     "acc_matrix": matrix}})
 
 
+# ---------------------------------------------------------------- the captured step against the eager one
+
+
+CPU_STATIC_STEP = "rehearsal: the CPU cannot capture, so both runs are the static-tensor step run eagerly"
+IDENTITY_SIZES = {"cuda": (64, 4), "cpu": (4, 2), "quick": (4, 2)}
+"""Batch size and full batches a task of the identity check (each task has a last batch of a quarter of one)."""
+QUICK_IDENTITY_METHODS = ("NormalNN", "SVDNet")
+
+
+def trained(cls, model: tuple, device: torch.device, batch_size: int, batches: int, cuda_graph: bool,
+            capture: bool) -> dict:
+    """``cls`` trained from seed 0 on two tasks of 3 epochs (``--schedule 2 3``: the learning rate drops before the
+    third; PackNet retrains one more) of ``batches`` batches and a last one of a quarter, CIFAR-100-shaped images
+    augmented on the device; with ``cuda_graph`` (the optimizer capturable on CUDA) the step captured and replayed,
+    or without ``capture`` the same static-tensor step run eagerly. Returns the steps' ``counts``
+    (``agents.step.TrainingStep``), every step's loss terms and the final model's tensors."""
+    from agents.step import TrainingStep
+    from benchmarks.benchmark import synthetic_task
+    from dataloaders import TaskLoader
+    from models import build_model
+
+    own = {"memory_size": batch_size, "reg_coef": 0.5, "post_prune_epochs": 1}
+    fields = {field.name for field in dataclasses.fields(cls.Settings)}
+    torch.manual_seed(0)
+    network = build_model(*model)
+    network.add_heads({"1": 5, "2": 5})
+    agent = cls(network, cls.Settings(schedule=[2, 3], print_freq=10 ** 9, device=str(device), cuda_graph=cuda_graph,
+                                      **{name: value for name, value in own.items() if name in fields}))
+    counts: Counter = Counter()
+    losses: List[torch.Tensor] = []
+    run = TrainingStep.run
+
+    def recorded(step, *batch):
+        if not capture:
+            step.graphs = None
+        terms = run(step, *batch)
+        losses.append(torch.stack([value.detach().double() for value in terms.values()]))
+        return terms
+
+    TrainingStep.run = recorded
+    try:
+        for task in ("1", "2"):
+            loader = TaskLoader(synthetic_task(task, batches * batch_size + batch_size // 4, augment=True,
+                                               seed=int(task)), batch_size, shuffle=True, device=device,
+                                generator=torch.Generator().manual_seed(int(task)))
+            agent.learn_task(task, loader)
+            counts.update(agent.training_step.counts)
+    finally:
+        TrainingStep.run = run
+    return {"counts": dict(counts), "losses": losses, "weights": list(agent.model.state_dict().values())}
+
+
+def differences(first: dict, second: dict) -> dict:
+    """The largest ``|a - b|`` of two ``trained`` runs' weights and of their losses, and whether both are 0 bit for
+    bit (the same number of steps, every tensor equal)."""
+    def largest(a: List[torch.Tensor], b: List[torch.Tensor]) -> float:
+        return max((float((x.double() - y.double()).abs().max()) for x, y in zip(a, b) if x.numel()), default=0.0)
+
+    same = len(first["losses"]) == len(second["losses"]) and all(
+        torch.equal(x, y) for key in ("weights", "losses") for x, y in zip(first[key], second[key]))
+    return {"max_abs_diff_weights": largest(first["weights"], second["weights"]),
+            "max_abs_diff_losses": largest(first["losses"], second["losses"]), "bit_identical": same}
+
+
+def graph_identity(options: StepOptions, report: Report) -> None:
+    """Every method's captured step against its eager one (``trained`` with and without ``capture``), with
+    ``--benchmark``'s cuDNN settings (the same kernels both times), and the eager one against today's step (without
+    ``--cuda_graph``: the optimizer's default form). Per method: ``capturable`` (and the ``obstacle`` when not: such a
+    method runs eagerly and is not trained here), ``counts`` of the captured run's steps, ``max_abs_diff_weights``
+    (every tensor of the model's state), ``max_abs_diff_losses`` (every step's loss terms) and ``bit_identical``;
+    ``capturable_form_vs_today``: the same three numbers, the eager step with the capturable optimizer against
+    today's. The dense ``Net`` (``Net_SVD`` for CACL); on the CPU a rehearsal (``CPU_STATIC_STEP``), with ``--quick``
+    of NormalNN and SVDNet only. Fails when a captured step is not bit-identical to its eager one."""
+    from agents import agent_types
+    from agents.step import capture_obstacle
+    from utils.runtime import configure_cudnn
+
+    configure_cudnn(reproducible=True)
+    size = "quick" if options.quick else options.device.type
+    batch_size, batches = IDENTITY_SIZES[size]
+    found = {"device": str(options.device), "batch_size": batch_size, "batches_a_task": batches + 1,
+             "note": ("the step captured and replayed against the same step run eagerly, both with the capturable "
+                      "optimizer" if options.device.type == "cuda" else CPU_STATIC_STEP), "methods": {}}
+    for methods in agent_types().values():
+        for name, cls in methods.items():
+            if options.quick and name not in QUICK_IDENTITY_METHODS:
+                continue
+            obstacle = capture_obstacle(cls, "Adam")
+            record = {"capturable": not obstacle, "obstacle": obstacle or None, "counts": None,
+                      "max_abs_diff_weights": None, "max_abs_diff_losses": None, "bit_identical": None,
+                      "capturable_form_vs_today": None}
+            if not obstacle:
+                model = ("customnet_SVD", "Net_SVD") if name == "SVDNet" else ("customnet", "Net")
+                runs = [trained(cls, model, options.device, batch_size, batches, cuda_graph, capture)
+                        for cuda_graph, capture in ((True, True), (True, False), (False, False))]
+                record.update(counts=runs[0]["counts"], **differences(runs[0], runs[1]),
+                              capturable_form_vs_today=differences(runs[1], runs[2]))
+            found["methods"][name] = record
+            report({"graph_identity": found})
+    different = [name for name, record in found["methods"].items() if record["bit_identical"] is False]
+    if different:
+        raise RuntimeError(f"the captured step differs from the eager one for {', '.join(different)}")
+
+
 # ---------------------------------------------------------------- the benchmark's rows
+
+
+CAPTURED_ROWS = 3
+"""The ``captured`` variant measures the benchmark's first rows only, those of the training step: 1, 2 (the
+captured step, dense and ``Net_SVD``), 3 and 3b (tasks 1 and 20); evaluation is not captured."""
 
 
 def benchmark(options: StepOptions, report: Report) -> None:
     """``benchmarks.benchmark``'s rows 1-4c, 3c included (row 5, a whole run's peak memory, is the 20-task run's
-    step; row 6's per-task rates of a real run are that run's ``images_per_s``), each written as soon as measured.
-    On a GPU: 20 timed steps, 20 batches an epoch, 320 images a task evaluated, row 3c's tasks of 1,280 images, best
-    of 2 rounds (1 compiled); on the CPU the benchmark's ``--quick`` sizes, and ``torch.compile`` without code
-    generation (backend ``eager``). As the benchmark, with subnormal floats flushed to 0 on the CPU."""
+    step; row 6's per-task rates of a real run are that run's ``images_per_s``), each written as soon as measured;
+    the ``captured`` variant (``--cuda_graph``) rows 1-3b only (``CAPTURED_ROWS``). On a GPU: 20 timed steps, 20
+    batches an epoch, 320 images a task evaluated, row 3c's tasks of 1,280 images, best of 2 rounds (1 compiled); on
+    the CPU the benchmark's ``--quick`` sizes, ``torch.compile`` without code generation (backend ``eager``) and
+    the captured step run eagerly from its static tensors. As the benchmark, with subnormal floats flushed to 0 on
+    the CPU."""
     from benchmarks import benchmark as rows
 
-    speed = rows.Speed(amp=options.variant == "amp", compile=options.variant == "compile")
+    speed = rows.Speed(amp=options.variant == "amp", compile=options.variant == "compile",
+                       cuda_graph=options.variant == "captured")
     if options.device.type == "cuda":
         sizes = rows.Sizes(warmup_steps=3, steps=20, rounds=1 if speed.compile else 2,
                            train_images=20 * rows.BATCH_SIZE, test_images=5 * rows.BATCH_SIZE,
@@ -271,7 +385,9 @@ def benchmark(options: StepOptions, report: Report) -> None:
             torch.compile = functools.partial(torch.compile, backend="eager")
     device = options.device
     found = {"variant": options.variant, "compile_backend": "eager" if speed.compile and device.type == "cpu" else
-             "inductor" if speed.compile else None, "sizes": dataclasses.asdict(sizes), "rows": {}}
+             "inductor" if speed.compile else None,
+             "cuda_graph": (None if not speed.cuda_graph else "captured and replayed" if device.type == "cuda" else
+                            CPU_STATIC_STEP), "sizes": dataclasses.asdict(sizes), "rows": {}}
     with subnormals_flushed(device), rows.fashion_mnist_root(sizes) as (dataroot, trained_data):
         found["trained_data"] = trained_data
         measure = [lambda: rows.step_rates(device, speed, sizes),
@@ -281,7 +397,7 @@ def benchmark(options: StepOptions, report: Report) -> None:
                    lambda: {"train_path_trained": rows.trained_network_rate(device, speed, sizes, dataroot)},
                    lambda: {"eval_path": rows.eval_path_rate(device, speed, sizes)},
                    lambda: rows.evaluation_rates(device, speed, sizes)]
-        for row in measure[:1] if options.quick else measure:
+        for row in measure[:1] if options.quick else measure[:CAPTURED_ROWS] if speed.cuda_graph else measure:
             found["rows"].update(row())
             report({"benchmark": found})
 
@@ -289,8 +405,8 @@ def benchmark(options: StepOptions, report: Report) -> None:
 # ---------------------------------------------------------------- one step, in this process
 
 
-STEPS = {"environment": environment, "tests": tests, "syncs": syncs, "run_20_tasks": run_20_tasks,
-         "benchmark": benchmark}
+STEPS = {"environment": environment, "tests": tests, "syncs": syncs, "graph_identity": graph_identity,
+         "run_20_tasks": run_20_tasks, "benchmark": benchmark}
 
 
 def main(argv=None) -> int:

@@ -12,10 +12,11 @@ from utils.files import atomic_json_dump
 
 RESULTS_DIR = "results"
 
-PLACE_FLAGS = ("resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot", "benchmark",
+PLACE_FLAGS = ("resume", "overwrite", "gpuid", "print_freq", "workers", "dataroot", "benchmark", "cuda_graph",
                "checkpoint_interval", "wandb_project", "wandb_entity", "wandb_group")
 """Flags that say where and how verbosely a run executes, not what it computes: a resumed run may give them
-differently, and a report never lists them as differing."""
+differently, and a report never lists them as differing (``--benchmark`` and ``--cuda_graph`` change the rounding
+on a GPU, as another device would, not the computation)."""
 
 PUBLISHED_METHOD_KEYS = {"all_rank": [], "final_rank": []}
 """Keys of the published run record that a method fills (``results_keys``; CACL's ranks), empty for the others."""

@@ -17,6 +17,7 @@ from typing import Any, Iterator, List, Mapping, Optional
 import torch
 
 from agents import LoopSettings, agent_class, flag_groups
+from agents.step import capture_obstacle
 from dataloaders import DATASET_CLASSES, DATASETS, IMAGE_FOLDER, MULTIDATASET, SEQUENCE, read_sequence_spec
 from dataloaders import split_boundaries
 from models import feature_positions, model_builders
@@ -330,5 +331,12 @@ def prepared_run(config: Config) -> Iterator[torch.device]:
     configure_cudnn(reproducible=config.run.benchmark)
     if device.type == "cpu" and (config.flags["amp"] or config.flags["compile"]):
         log.warning("--amp and --compile are meant for CUDA: on a CPU they are usually slower (README, Speed)")
+    if config.flags["cuda_graph"]:
+        obstacle = capture_obstacle(config.method.cls, config.flags["optimizer"])
+        if obstacle:
+            log.warning("--cuda_graph: %s: it runs eagerly", obstacle)
+        elif device.type != "cuda":
+            log.warning("--cuda_graph captures the training step on CUDA only: on the %s the same step runs eagerly "
+                        "from static tensors", device.type.upper())
     with subnormals_flushed(device):
         yield device

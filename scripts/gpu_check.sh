@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: what needs a real GPU, in one command (at most ~8 min on one GPU, budget 450 s): the CUDA tests, the
-# host-device syncs per training step, benchmark.sh plain / --amp / --compile, a 20-task CIFAR-100-shaped run on the
-# GPU and on the CPU compared, peak GPU memory, the device and versions. Writes results/gpu_check.json (--out PATH)
+# host-device syncs per training step, every method's captured step against its eager one (--cuda_graph),
+# benchmark.sh plain / --amp / --cuda_graph / --compile, a 20-task CIFAR-100-shaped run on the GPU and on the CPU
+# compared, peak GPU memory, the device and versions. Writes results/gpu_check.json (--out PATH)
 # and prints a table; exit status 1 when a step did not pass. --device cpu rehearses it on the CPU, --quick smallest.
 # On a machine without a package registry, the packages the project needs and Python lacks (quadprog, submitit) are
 # installed from .whl/ (made by scripts/gpu_wheels.sh, carried along) into a temporary folder; nothing else is

@@ -280,3 +280,43 @@ class SimulatedCuda(TorchFunctionMode):
         with torch._C.DisableTorchFunctionSubclass():
             result = func(*args, **kwargs)
         return converted(result, moved if cuda else to_host)
+
+
+class SimulatedGraphs:
+    """``agents.step.StepGraphs`` on the simulated device, for ``agent``'s steps: what CUDA's graphs would make of
+    them, checked without a GPU.
+
+    A capture runs nothing and remembers what a real graph holds as constants: the optimizer's learning rates, its
+    state tensors (a graph writes to the ones it was captured with) and every layer's training mode. A replay fails
+    when any of them changed since (a real one would run with the stale ones), then runs the captured function, which
+    reads the static tensors, and fails when that made a sync (a real capture fails when a device value is read).
+    ``warm_ups``, ``captures`` and ``replays`` count the calls."""
+
+    def __init__(self, simulation: SimulatedCuda, agent):
+        self.simulation = simulation
+        self.agent = agent
+        self.warm_ups = self.captures = self.replays = 0
+
+    def constants(self):
+        optimizer = self.agent.optimizer
+        return ([group["lr"] for group in optimizer.param_groups],
+                [id(value) for state in optimizer.state.values() for value in state.values()
+                 if isinstance(value, torch.Tensor)],
+                [module.training for module in self.agent.model.modules()])
+
+    def warm_up(self, step):
+        self.warm_ups += 1
+        return step()
+
+    def capture(self, step):
+        self.captures += 1
+        held, terms = self.constants(), {}
+
+        def replay():
+            assert self.constants() == held, "a graph replayed after its learning rates, state or modes changed"
+            start = len(self.simulation.syncs)
+            terms.update(step())
+            assert self.simulation.syncs[start:] == [], f"a captured step synced: {self.simulation.syncs[start:]}"
+            self.replays += 1
+
+        return replay, terms

@@ -10,8 +10,10 @@ task (pruning, growth, fresh components, the baselines' importance passes and an
 rehearsal memory); GEM's projection, whose quadratic program runs on the CPU by design (explicit copies, counted);
 per-task evaluation through each task's own network (BatchNorm statistics folded in) and its multiply-adds count;
 evaluation without the task label (``--task_agnostic``), every task's samples through every task's network;
-a state saved on the CPU continued on the device; the driver end to end with ``--gpuid 0`` and ``--loadmodel``; and
-CACL's zero forgetting, bit for bit. The syncs each step makes are asserted: none in a training step but GEM's.
+a state saved on the CPU continued on the device; the driver end to end with ``--gpuid 0`` and ``--loadmodel``;
+CACL's zero forgetting, bit for bit; and the training step captured as a CUDA graph (``--cuda_graph``) and replayed,
+bit-identical to the same step run eagerly (simulated: ``SimulatedGraphs``; on a GPU by CUDA itself). The syncs each
+step makes are asserted: none in a training step but GEM's.
 
 Not covered here, by the GPU check only: anything that depends on CUDA's kernels, numbers and memory (cuDNN's
 algorithms, bfloat16 autocast, ``torch.compile``'s generated code, the optimizers' ``foreach`` paths, streams and
@@ -21,10 +23,12 @@ on a device is each task's network, checked here.
 import dataclasses
 import io
 import json
+from collections import Counter
 
 import pytest
 import torch
 
+import agents.default
 import agents.regularizers
 import experiment.config
 import iBatchLearn
@@ -39,7 +43,7 @@ from experiment.protocols import Progress, TaskStream
 from models import build_model
 from models.deployable import count_multiply_adds
 from models.vgg_16_bn import VGG16_CFG
-from simulated_cuda import DeviceMismatch, SimulatedCuda
+from simulated_cuda import DeviceMismatch, SimulatedCuda, SimulatedGraphs
 from utils.errors import UserError
 from utils.runtime import configure_cudnn
 
@@ -280,6 +284,31 @@ def test_a_checkpoint_loaded_on_the_cpu_continues_on_the_device(cuda, agent_type
     assert [path for path, tensor in tensors_of(resumed.training_state()) if tensor.device != CUDA] == []
 
 
+@pytest.mark.parametrize("agent_type, agent_name, own", [("SVDNet", "SVDNet", {}),
+                                                         ("packnet", "PackNet", {"post_prune_epochs": 1})])
+def test_the_captured_step_is_the_eager_step_bit_for_bit(cuda, monkeypatch, agent_type, agent_name, own):
+    """Two tasks of 3 epochs of batches 4, 4 and 2 (the learning rate dropping before the third; PackNet then
+    retrains one more) with ``--cuda_graph``: captured and replayed (by CUDA on a GPU, by ``SimulatedGraphs`` on the
+    simulated device), and the same static-tensor step run eagerly, both with the capturable optimizer and
+    ``--benchmark``'s cuDNN settings: the same weights, bit for bit."""
+    states, counts = [], Counter()
+    for capture in (True, False):
+        agent = device_agent(agent_type, agent_name, schedule=[2, 3], cuda_graph=True, **own)
+        if isinstance(cuda, SimulatedCuda):
+            monkeypatch.setattr(agents.default, "CudaGraphs",
+                                lambda device: SimulatedGraphs(cuda, agent) if capture else None)
+        elif not capture:
+            monkeypatch.setattr(agents.default, "CudaGraphs", lambda device: None)
+        for task in ("1", "2"):
+            agent.learn_task(task, loader(images(task, n=10), batch_size=4))
+            if capture:
+                counts.update(agent.training_step.counts)
+        states.append(agent.model.state_dict())
+    assert counts["captured"] >= 6 and counts["replayed"] > counts["captured"]
+    assert list(states[0]) == list(states[1])
+    assert all(torch.equal(states[0][name], states[1][name]) for name in states[0])
+
+
 def test_a_nan_loss_is_caught_on_the_device_and_named(cuda):
     agent = device_agent(perp_wt=float("nan"))
     with pytest.raises(UserError, match=r"at task 1, epoch 1, iteration 1 \(bad term: orthogonality\)"):
@@ -291,14 +320,17 @@ def test_the_loss_watch_reads_nothing_per_step_and_names_the_first_non_finite_st
     finite = {"ce": torch.tensor(1.0, device=CUDA), "loss": torch.tensor(1.0, device=CUDA)}
     infinite = {"ce": torch.tensor(float("inf"), device=CUDA), "loss": torch.tensor(float("inf"), device=CUDA)}
     start = len(cuda.syncs)
-    for iteration, terms in enumerate([finite, finite, infinite, finite]):
-        watch.step(terms, iteration)
+    for terms in [finite, infinite, finite]:  # an epoch whose loss was infinite, then a new one from its start
+        watch.step(terms)
+    watch.begin_epoch()
+    for terms in [finite, finite, infinite, finite]:
+        watch.step(terms)
     assert cuda.syncs[start:] == []
     with pytest.raises(UserError, match=r"the loss became inf at task 7, epoch 2, iteration 3 \(bad term: ce\)"):
         watch.check("7", 1)
     assert sites(cuda.syncs[start:]) == [LOSS_WATCH]
     healthy = LossWatch()
-    healthy.step(finite, 0)
+    healthy.step(finite)
     assert healthy.check("7", 0) == {"ce": 1.0, "loss": 1.0}
 
 

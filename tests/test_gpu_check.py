@@ -8,9 +8,9 @@ import sys
 from helpers import REPO_ROOT
 
 FIELDS = {"device", "quick", "started", "seconds", "failed_steps", "steps", "environment", "tests", "syncs_per_step",
-          "syncs_note", "syncs", "run_20_tasks", "benchmark", "peak_gpu_memory_mb"}
-STEPS = ["environment", "run_20_tasks_cpu", "tests", "syncs", "run_20_tasks_device", "benchmark_plain",
-         "benchmark_amp", "benchmark_compile"]
+          "syncs_note", "syncs", "graph_identity", "run_20_tasks", "benchmark", "peak_gpu_memory_mb"}
+STEPS = ["environment", "run_20_tasks_cpu", "tests", "syncs", "graph_identity", "run_20_tasks_device",
+         "benchmark_plain", "benchmark_amp", "benchmark_captured", "benchmark_compile"]
 
 
 def gpu_check(tmp_path, *argv):
@@ -28,8 +28,13 @@ def test_the_rehearsal_runs_every_step_and_fills_every_field(tmp_path):
     assert set(record) == FIELDS and sorted(record["steps"]) == sorted(STEPS) and record["failed_steps"] == []
     assert record["environment"]["torch"] and record["tests"]["failed"] == 0 and record["tests"]["passed"] == 2
     assert record["syncs_per_step"] is None and record["syncs"]["SVDNet"]["steps"] > 0  # the CPU has no syncs
-    for variant in ("plain", "amp", "compile"):
+    for variant in ("plain", "amp", "captured", "compile"):
         assert record["benchmark"][variant]["rows"]["floor"]["ratio"] == 1.0
+    assert record["benchmark"]["captured"]["cuda_graph"].startswith("rehearsal")  # the CPU cannot capture
+    identity = record["graph_identity"]
+    assert identity["note"].startswith("rehearsal") and sorted(identity["methods"]) == ["NormalNN", "SVDNet"]
+    assert all(method["capturable"] and method["bit_identical"] and method["counts"]["static"] > 0
+               for method in identity["methods"].values())
     comparison = record["run_20_tasks"]["comparison"]
     assert comparison["max_abs_diff"] == 0 and comparison["zero_forgetting_device"]  # two CPU runs of one seed
     assert "GPU check on" in table and "svd_step" not in table and "Net_SVD step, CACL loss" in table

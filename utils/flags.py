@@ -17,7 +17,8 @@ class Flag:
 
     ``names``: the option strings (default ``--<field>``); ``sweep``: the flag takes one or more values, one
     experiment each (the field holds the experiment's own value); ``nargs``: ``"+"`` for a list-valued field;
-    ``negative``: for a boolean field that defaults to True, the option that sets it False (``--no_train_aug``);
+    ``negative``: for a boolean field, the option that sets it False (``--no_train_aug``; ``--no_cuda_graph``, a
+    switch-off that keeps its meaning when the default changes);
     ``valid`` / ``requirement``: a value ``v`` is accepted when ``valid(v)``, else the error is
     ``<option> <requirement>, got <values>``.
     """
