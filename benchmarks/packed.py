@@ -35,8 +35,8 @@ START_TIMEOUT = 300
 """Seconds the workers may take to start and warm up."""
 
 
-def worker(device_name: str, threads: int, seconds: float, start, results) -> None:
-    """One packed job: warm up, wait for the others (``start``, a barrier), train for ``seconds``; puts
+def worker(device_name: str, threads: int, warmup_steps: int, seconds: float, start, results) -> None:
+    """One packed job: ``warmup_steps`` steps, wait for the others (``start``, a barrier), train for ``seconds``; puts
     ``(start time, end time, images)`` (``time.perf_counter``, one clock for every process of the machine) or
     ``("error", traceback)`` on ``results``."""
     try:
@@ -48,7 +48,7 @@ def worker(device_name: str, threads: int, seconds: float, start, results) -> No
             agent.begin_task("1")
             agent.model.train()
             loader = Batches(device)
-            for _ in range(WARMUP_STEPS):
+            for _ in range(warmup_steps):
                 agent.observe(*loader.next())
             synchronize(device)
             start.wait(timeout=START_TIMEOUT)
@@ -80,14 +80,15 @@ class Batches:
             return next(self.batches)
 
 
-def packed_rate(device_name: str, jobs: int, seconds: float, cores: int) -> dict:
-    """``jobs`` workers training at once on ``device_name``: ``images_per_s`` (aggregate), ``threads`` (each's),
-    ``per_job`` (each's images per second)."""
+def packed_rate(device_name: str, jobs: int, seconds: float, cores: int,
+                warmup_steps: int = WARMUP_STEPS) -> dict:
+    """``jobs`` workers training at once on ``device_name`` for ``seconds`` after ``warmup_steps``: ``images_per_s``
+    (aggregate), ``threads`` (each's), ``per_job`` (each's images per second)."""
     context = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
     start, results = context.Barrier(jobs), context.Queue()
     threads = threads_per_job(cores, jobs)
-    processes = [context.Process(target=worker, args=(device_name, threads, seconds, start, results), daemon=True)
-                 for _ in range(jobs)]
+    processes = [context.Process(target=worker, args=(device_name, threads, warmup_steps, seconds, start, results),
+                                 daemon=True) for _ in range(jobs)]
     for process in processes:
         process.start()
     found = []
@@ -109,11 +110,12 @@ def packed_rate(device_name: str, jobs: int, seconds: float, cores: int) -> dict
             "per_job": [round(images / (end - begin), 1) for begin, end, images in found]}
 
 
-def packed_rates(device_name: str, jobs: Sequence[int], seconds: float, cores: int) -> Dict[str, dict]:
+def packed_rates(device_name: str, jobs: Sequence[int], seconds: float, cores: int,
+                 warmup_steps: int = WARMUP_STEPS) -> Dict[str, dict]:
     """``packed_rate`` for each K of ``jobs`` (keys: K as text), with ``ratio``: the aggregate over the first K's."""
     rates: Dict[str, dict] = {}
     for count in jobs:
-        rates[str(count)] = packed_rate(device_name, count, seconds, cores)
+        rates[str(count)] = packed_rate(device_name, count, seconds, cores, warmup_steps)
         first = next(iter(rates.values()))["images_per_s"]
         rates[str(count)]["ratio"] = round(rates[str(count)]["images_per_s"] / first, 3)
     return rates
