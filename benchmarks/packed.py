@@ -1,5 +1,6 @@
 """Training jobs packed on one device: the aggregate training throughput of K processes training at once
-(``python -m benchmarks.packed --device cpu|cuda --jobs 1 2 4 [--seconds S]``; the GPU check's ``packed`` step).
+(``python -m benchmarks.packed --device cpu|cuda --jobs 1 2 4 [--seconds S] [--rounds R]``; the GPU check's
+``packed`` step).
 
 For each K, K worker processes are started afresh; each trains ``Net_SVD`` as a first task's epochs train it (the
 CACL loss, batches of 64 CIFAR-100-shaped images drawn and augmented on the device by a ``TaskLoader``) with
@@ -111,13 +112,18 @@ def packed_rate(device_name: str, jobs: int, seconds: float, cores: int,
 
 
 def packed_rates(device_name: str, jobs: Sequence[int], seconds: float, cores: int,
-                 warmup_steps: int = WARMUP_STEPS) -> Dict[str, dict]:
-    """``packed_rate`` for each K of ``jobs`` (keys: K as text), with ``ratio``: the aggregate over the first K's."""
+                 warmup_steps: int = WARMUP_STEPS, rounds: int = 1) -> Dict[str, dict]:
+    """``packed_rate`` for each K of ``jobs`` (keys: K as text), the Ks in turn ``rounds`` times and the best
+    aggregate of each kept, with ``ratio``: the aggregate over the first K's."""
     rates: Dict[str, dict] = {}
-    for count in jobs:
-        rates[str(count)] = packed_rate(device_name, count, seconds, cores, warmup_steps)
-        first = next(iter(rates.values()))["images_per_s"]
-        rates[str(count)]["ratio"] = round(rates[str(count)]["images_per_s"] / first, 3)
+    for _ in range(rounds):
+        for count in jobs:
+            rate = packed_rate(device_name, count, seconds, cores, warmup_steps)
+            if rate["images_per_s"] > rates.get(str(count), {"images_per_s": 0.0})["images_per_s"]:
+                rates[str(count)] = rate
+    first = rates[str(jobs[0])]["images_per_s"]
+    for rate in rates.values():
+        rate["ratio"] = round(rate["images_per_s"] / first, 3)
     return rates
 
 
@@ -169,12 +175,14 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="the K measured, in order")
     parser.add_argument("--seconds", type=float, default=30.0, help="timed seconds of each K")
+    parser.add_argument("--rounds", type=int, default=1, help="the Ks measured in turn this many times, the best kept")
     parser.add_argument("--output", default=os.path.join("results", "packed.json"), help="where the JSON goes")
     args = parser.parse_args(argv)
     cores = available_cores()
-    rates = packed_rates(args.device, args.jobs, args.seconds, cores)
+    rates = packed_rates(args.device, args.jobs, args.seconds, cores, rounds=args.rounds)
     print(format_rates(args.device, rates, args.seconds))
-    atomic_json_dump({"device": args.device, "cores": cores, "seconds": args.seconds, "eager": rates}, args.output)
+    atomic_json_dump({"device": args.device, "cores": cores, "seconds": args.seconds, "rounds": args.rounds,
+                      "eager": rates}, args.output)
     return 0
 
 
