@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 
 SLOTS = "slots"
 """The folder of a sweep's slots."""
-DEFAULT_JOBS_PER_DEVICE = {"cpu": 1, "cuda": 1}
-"""``--jobs_per_device`` when not given: one job at a time on each device until packed jobs are measured (on the CPU
-by ``benchmarks.packed``, on a GPU by the GPU check's ``packed`` field)."""
+DEFAULT_JOBS_PER_DEVICE = {"cpu": 2, "cuda": 1}
+"""``--jobs_per_device`` when not given. CPU: 2, measured with ``benchmarks.packed`` on this project's 2-core machine
+(README, *On a cluster*): two jobs of one thread each trained 818 images/s together, one job of two threads 703
+(1.16×), and on a machine busy with other work two one-thread jobs kept their pace where one two-thread job lost most
+of it. CUDA: 1 until the GPU check measures packed jobs (its ``packed`` field)."""
 POLL_SECONDS = 1.0
 """How often a waiting job looks for a free slot."""
 

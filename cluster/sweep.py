@@ -55,7 +55,7 @@ def sweep_parser() -> argparse.ArgumentParser:
                                             "process")
     add("--jobs_per_device", type=int, metavar="K",
         help="--cluster local: at most K jobs at a time on each device (each GPU this command sees, else the CPU), "
-             "the CPU cores divided among them (default: 1)")
+             "the CPU cores divided among them (default: 2 on the CPU, 1 on a GPU)")
     add("--sweep_dir", metavar="DIR", help="where the sweep's record (sweep.json), job logs and checkpoints go")
     add("--status", metavar="DIR", help="each job's state; a failed one with the last lines of its log")
     add("--collect", metavar="DIR", help="output_final.json of each experiment whose repeats are all done")

@@ -317,8 +317,9 @@ def test_a_packed_job_runs_on_its_slots_device_with_its_share_of_the_cores(tmp_p
 
 
 def test_defaults_and_clusters_that_do_not_pack():
-    assert packing.plan_packing("sw", None, "local", 0, 2).jobs_per_device == packing.DEFAULT_JOBS_PER_DEVICE["cpu"]
-    assert packing.plan_packing("sw", None, "local", 1, 2).jobs_per_device == packing.DEFAULT_JOBS_PER_DEVICE["cuda"]
+    on_cpu, on_gpu = (packing.plan_packing("sw", None, "local", devices, 2) for devices in (0, 1))
+    assert (on_cpu.jobs_per_device, on_cpu.threads) == (2, 1)  # measured: README, On a cluster
+    assert (on_gpu.jobs_per_device, on_gpu.threads, on_gpu.devices) == (1, 2, (0,))  # until the GPU check measures
     assert packing.plan_packing("sw", None, "slurm", 1, 2) is None
     assert packing.plan_packing("sw", 5, "local", 0, 2).threads == 1  # never fewer than one
 
