@@ -14,8 +14,12 @@ Rows, all measured in this process on one device (``--device``), batch 64, 32×3
 4. ``eval_path``: ``agent.evaluate`` on each of the 20 tasks of such a model;
 4b. ``eval_pruned``: ``agent.evaluate`` on one task of a pruned ``Net_SVD`` (the first task's components of the
    published CIFAR-100 sparse_wt0.4 checkpoint, 0.15× the dense multiply-adds), against
-4c. ``eval_floor``: the same evaluation through the dense ``Net`` (the floor of evaluation; rows 4b and 4c are
+4c. ``eval_floor``: the same evaluation through the dense ``Net`` (the floor of evaluation; rows 4b-4e are
    given as ratios to 4c);
+4d. ``eval_two_convolutions`` and 4e. ``eval_composed``: row 4b's pruned task evaluated through its network built in
+   either layer form, every layer two thin convolutions (the CPU's form at 0.15× the dense multiply-adds) or one
+   composed kernel (CUDA's), whatever this device's rule would choose (``models.deployable.uses_two_convolutions``:
+   the measurement behind that rule);
 4f. ``eval_path_agnostic``: row 4 with ``--task_agnostic`` (every task's samples also through every task's
    network, as a run evaluates after its 20th task), as a ratio to row 4;
 4g-4h. ``eval_shared``, ``eval_shared_agnostic``: evaluating the 20 tasks of the dense ``Net`` with 20 heads (one
@@ -25,6 +29,10 @@ Rows, all measured in this process on one device (``--device``), batch 64, 32×3
 6. ``real_run``: each task's training images per second (its results' ``images_per_s``) in a real run of
    ``iBatchLearn.py`` on Split Fashion-MNIST with row 3c's flags, in a child process, and row 3c's rate as a ratio
    to its 5th task's (``trained_to_real``).
+
+Beside the rows, ``aten_ops_per_step``: the ATen operations one training step dispatches (each a kernel launch on a
+GPU) for the dense ``Net``, ``Net_SVD`` at its first task and at the 20th of a grown network
+(``aten_operations_per_step``).
 
 Rows 3c and 6 read the real Fashion-MNIST where this machine has it (``data/FashionMNIST/raw/`` or Debian's
 package), else synthetic files in its format (``trained_data`` says which). Rates are images per second, the best of
@@ -46,6 +54,7 @@ import time
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader, local_idx_folder
 from dataloaders.synthetic import write_cifar100, write_mnist_idx
@@ -53,6 +62,7 @@ from experiment.builders import load_data, make_agent, make_tasks
 from experiment.config import read_config
 from experiment.protocols import Progress, TaskStream
 from models import svd_layers
+from models.deployable import task_network
 from utils.files import atomic_json_dump
 from utils.runtime import seed_everything, subnormals_flushed
 
@@ -159,19 +169,19 @@ def heads(n_tasks: int) -> Dict[str, int]:
     return {str(task): CLASSES_PER_TASK for task in range(1, n_tasks + 1)}
 
 
-def agent_of(flags: List[str], device: torch.device, speed: Speed, n_tasks: int = 1):
+def agent_of(flags: List[str], device: torch.device, speed: Speed, n_tasks: int = 1, image_size: int = 32):
     """The agent the driver builds from ``flags`` (and ``speed``'s), on ``device`` (channels-last on the CPU, as in the
-    driver), with ``n_tasks`` heads."""
+    driver), with ``n_tasks`` heads, for ``image_size``² inputs."""
     config = read_config([*COMMON_FLAGS, *flags, *speed.flags()])
-    return make_agent(config, config.experiments()[0], device, 32, heads(n_tasks))
+    return make_agent(config, config.experiments()[0], device, image_size, heads(n_tasks))
 
 
 def dense_agent(device: torch.device, speed: Speed):
     return agent_of(DENSE_FLAGS, device, speed)
 
 
-def svd_agent(device: torch.device, speed: Speed, n_tasks: int = 1):
-    return agent_of(CACL_FLAGS, device, speed, n_tasks)
+def svd_agent(device: torch.device, speed: Speed, n_tasks: int = 1, image_size: int = 32):
+    return agent_of(CACL_FLAGS, device, speed, n_tasks, image_size)
 
 
 def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[int]]:
@@ -182,14 +192,15 @@ def plausible_identifiers(initial_ranks: List[int], n_tasks: int) -> List[List[i
             for task in range(n_tasks)]
 
 
-def grown_agent(device: torch.device, speed: Speed, tasks_trained: int):
-    """An agent as after ``tasks_trained`` tasks of a grown CIFAR-100 run, built directly (not trained).
+def grown_agent(device: torch.device, speed: Speed, tasks_trained: int, image_size: int = 32):
+    """An agent as after ``tasks_trained`` tasks of a grown CIFAR-100 run, built directly (not trained), for
+    ``image_size``² inputs.
 
     Identifiers: ``plausible_identifiers``; each layer's rank is the last task's identifier plus its initial rank (the
     room ``--grow_network`` leaves on CIFAR-100, which gives the published final ranks after 20 tasks); components are
     freshly initialised with ``set_components``.
     """
-    agent = svd_agent(device, speed, TASKS)
+    agent = svd_agent(device, speed, TASKS, image_size)
     identifiers = plausible_identifiers(agent.initial_ranks, tasks_trained)
     chann_used = {0: identifiers[0]}
     chann_used.update({t: [now - before for now, before in zip(identifiers[t], identifiers[t - 1])]
@@ -201,10 +212,11 @@ def grown_agent(device: torch.device, speed: Speed, tasks_trained: int):
     return agent
 
 
-def synthetic_task(name: str, n_images: int, augment: bool, seed: int) -> TaskData:
-    """CIFAR-100-shaped uint8 images (3×32×32) with labels 0..4, transformed as CIFAR-100's train or test split."""
+def synthetic_task(name: str, n_images: int, augment: bool, seed: int, image_size: int = 32) -> TaskData:
+    """CIFAR-100-shaped uint8 images (3×32×32, or ``image_size``²) with labels 0..4, transformed as CIFAR-100's train
+    or test split."""
     generator = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    images = torch.randint(0, 256, (n_images, 3, image_size, image_size), dtype=torch.uint8, generator=generator)
     targets = torch.randint(0, CLASSES_PER_TASK, (n_images,), generator=generator)
     cifar100 = DATASET_INPUTS["CIFAR100"]
     return TaskData(name, images, targets, BatchTransform(cifar100.mean, cifar100.std, augment=augment))
@@ -237,14 +249,17 @@ def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, fl
     return best
 
 
-def train_path_rate(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int) -> float:
-    """Rows 3 and 3b: one epoch of task ``tasks_before + 1`` through ``learn_task``, data handling included."""
+def train_path_rate(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int,
+                    image_size: int = 32) -> float:
+    """Rows 3 and 3b: one epoch of task ``tasks_before + 1`` through ``learn_task``, data handling included (on
+    ``image_size``² images: 84 for miniImageNet's, which the GPU check's projection measures)."""
     name = str(tasks_before + 1)
     best = 0.0
     for round_ in range(sizes.rounds):
-        agent = grown_agent(device, speed, tasks_before) if tasks_before else svd_agent(device, speed)
-        loader = TaskLoader(synthetic_task(name, sizes.train_images, augment=True, seed=round_), BATCH_SIZE,
-                            shuffle=True, device=device, generator=torch.Generator().manual_seed(round_))
+        agent = (grown_agent(device, speed, tasks_before, image_size) if tasks_before
+                 else svd_agent(device, speed, image_size=image_size))
+        loader = TaskLoader(synthetic_task(name, sizes.train_images, augment=True, seed=round_, image_size=image_size),
+                            BATCH_SIZE, shuffle=True, device=device, generator=torch.Generator().manual_seed(round_))
         best = max(best, images_per_second(lambda: learn(agent, name, loader), device))
     return best
 
@@ -342,6 +357,75 @@ def evaluation_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[s
         for name, agent in agents.items():
             best[name] = max(best[name], images_per_second(lambda: evaluate(agent), device))
     return best
+
+
+LAYER_FORMS = {"eval_two_convolutions": "cpu", "eval_composed": "cuda"}
+"""Rows 4d and 4e: the device whose layer-form rule builds the pruned task's network (at 0.15× the dense
+multiply-adds, the CPU's rule makes every layer two thin convolutions, CUDA's one composed kernel)."""
+
+
+def layer_form_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
+    """Rows 4d and 4e: row 4b's evaluation of the pruned task through its network built in either layer form
+    (``LAYER_FORMS``), in alternating rounds."""
+    loader = TaskLoader(synthetic_task("1", sizes.test_images, augment=False, seed=100), BATCH_SIZE, shuffle=False,
+                        device=device)
+    agent = pruned_agent(device, speed)
+    networks = {row: task_network(agent.model.feature_layers(), agent.task_ranks("1"), agent.model.last["1"],
+                                  form_device).to(memory_format=agent.memory_format)
+                for row, form_device in LAYER_FORMS.items()}
+
+    @torch.no_grad()
+    def evaluate(network) -> int:
+        correct = 0
+        for inputs, targets, _ in loader:
+            correct = correct + (agent.network_logits(network, "1", inputs).argmax(1) == targets).sum()
+        int(correct)  # read once, as NormalNN.evaluate reads it
+        return sizes.test_images
+
+    best = {row: 0.0 for row in networks}
+    for network in networks.values():
+        evaluate(network)  # warm-up
+    for _ in range(sizes.rounds):
+        for row, network in networks.items():
+            best[row] = max(best[row], images_per_second(lambda: evaluate(network), device))
+    return best
+
+
+class AtenOperations(TorchDispatchMode):
+    """Counts the ATen operations dispatched inside the block (autograd's backward operations included: the engine
+    runs them under the same mode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def aten_operations_per_step(device: torch.device) -> Dict[str, int]:
+    """ATen operations of one eager training step (``observe``: the forward pass, the loss with every term, the
+    backward pass, the optimizer step, ``after_step``) on one ready batch of 64, counted after a warm-up step (which
+    creates the optimizer's state): ``dense`` (``Net``), ``svd_task1`` (``Net_SVD`` at its first task),
+    ``svd_task20`` (the 20th task of ``grown_agent``). Each is a kernel launch on a GPU; the count depends on the
+    code's path, not on the device's speed (on CUDA torch's optimizers take their ``foreach`` path, which launches
+    one kernel for many parameters)."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(BATCH_SIZE, 3, 32, 32, generator=generator).to(device)
+    targets = torch.randint(0, CLASSES_PER_TASK, (BATCH_SIZE,), generator=generator).to(device)
+    agents = {"dense": ("1", dense_agent(device, Speed())), "svd_task1": ("1", svd_agent(device, Speed())),
+              "svd_task20": (str(TASKS), grown_agent(device, Speed(), TASKS - 1))}
+    counts = {}
+    for name, (task, agent) in agents.items():
+        batch = (inputs, targets, [task] * BATCH_SIZE)
+        agent.begin_task(task)
+        agent.model.train()
+        agent.observe(*batch)
+        with AtenOperations() as counter:
+            agent.observe(*batch)
+        counts[name] = counter.count
+    return counts
 
 
 def without_label_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
@@ -453,6 +537,8 @@ ROWS = [
     ("4", "eval_path", "evaluate 20 tasks", "floor"),
     ("4b", "eval_pruned", "evaluate a pruned task (0.15x dense MACs)", "eval_floor"),
     ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor"),
+    ("4d", "eval_two_convolutions", "4b, two thin convolutions a layer", "eval_floor"),
+    ("4e", "eval_composed", "4b, one composed kernel a layer", "eval_floor"),
     ("4f", "eval_path_agnostic", "evaluate 20 tasks, --task_agnostic", "eval_path"),
     ("4g", "eval_shared", "evaluate 20 tasks, dense Net, 20 heads", "floor"),
     ("4h", "eval_shared_agnostic", "the same, --task_agnostic", "eval_shared"),
@@ -466,7 +552,7 @@ def format_table(results: dict) -> str:
     lines = [f"CACL benchmark on {results['device']} (torch {results['torch']}, {results['threads']} threads, "
              f"batch {BATCH_SIZE}{''.join(f', {option}' for option in SPEED_KEYS if results[option])})"
              f"{' [quick: not a measurement]' if results['quick'] else ''}",
-             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4, 3c, 4g to row 1, 4b-4c to 4c, "
+             f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4, 3c, 4g to row 1, 4b-4e to 4c, "
              f"4f to 4, 4h to 4g)"]
     for row, key, what, reference in ROWS:
         lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / results[reference]:8.2f}")
@@ -482,6 +568,8 @@ def format_table(results: dict) -> str:
                      + ", ".join(f"{task} {rate:.1f} ({rate / first:.2f})" for task, rate in real.items()))
         lines.append(f"{'':>3}  row 3c / the real run's task 5: {results['trained_to_real']:.2f}")
     lines.append(f"{'':>3}  rows 3c and 6 on {results['trained_data']}")
+    lines.append(f"{'':>3}  ATen operations per training step: "
+                 + ", ".join(f"{name} {count}" for name, count in results["aten_ops_per_step"].items()))
     return "\n".join(lines)
 
 
@@ -506,6 +594,8 @@ def main(argv=None) -> int:
         results["train_path_trained"] = trained_network_rate(device, speed, sizes, dataroot)
         results["eval_path"] = eval_path_rate(device, speed, sizes)
         results.update(evaluation_rates(device, speed, sizes))
+        results.update(layer_form_rates(device, speed, sizes))
+        results["aten_ops_per_step"] = aten_operations_per_step(device)
         results.update(without_label_rates(device, speed, sizes))
         results["peak_rss_mb"] = None if args.no_memory else peak_rss_mb(device, speed, sizes, args.threads)
         results["real_run"] = None if args.no_real_run else rates_in_training_order(

@@ -13,10 +13,17 @@ Steps, in this order (``benchmarks.gpu_steps`` says what each does):
 4. ``run_20_tasks_device`` and ``run_20_tasks_cpu`` (started after step 1, on half the CPU cores, beside steps 2-4):
    a 20-task CIFAR-100-shaped run (synthetic images in the official format, 250 train and 50 test a class, one epoch
    a task) on the device and on the CPU, their per-task accuracies compared, zero forgetting checked;
-5. ``benchmark_plain``, ``benchmark_amp``, ``benchmark_captured``, ``benchmark_compile``: ``scripts/benchmark.sh``'s
-   rows 1-4c (3c, a network trained on 4 real tasks, included), plain, with ``--amp``, with ``--cuda_graph`` (rows
-   1-3b: the captured step, dense and ``Net_SVD``, tasks 1 and 20) and with ``--compile``, as images/s and as ratios
-   to the dense floor on this device.
+5. ``benchmark_plain``: ``scripts/benchmark.sh``'s rows 1-4h (3c, a network trained on 4 real tasks, included;
+   4d-4e, a pruned task evaluated in either layer form; 4f-4h, evaluation with ``--task_agnostic``), as images/s and as ratios to the dense floor on this device,
+   and the ATen operations of one training step (``aten_ops_per_step``);
+6. ``benchmark_captured``: rows 1-3c with ``--cuda_graph`` (the captured step, dense and ``Net_SVD``, tasks 1 and
+   20, a task after 4 trained ones);
+7. ``packed``: the aggregate training throughput of K jobs packed on the device (K = 1, 2, 4, 6; on the CPU 1, 2),
+   and under CUDA's Multi-Process Service where it starts;
+8. ``projection``: the rates the paper's scripts are projected from and a shortened ``cifar100_train.sh`` (20 tasks
+   of full size, 2 epochs each) against its projection; after every step, ``paper_projection``'s minutes per script
+   (``benchmarks.projection``) from these rates and the packed throughput;
+9. ``benchmark_amp``, ``benchmark_compile``: the benchmark's rows with ``--amp`` and with ``--compile``.
 
 Each step runs in its own process with a time limit, cut to what is left of the whole check's ``--budget`` (450 s on
 a GPU); the JSON is written after each step, so a stopped check still leaves what it measured. A step that fails, or
@@ -41,6 +48,7 @@ import tempfile
 import time
 from typing import List, Optional, Set
 
+from benchmarks.projection import Rates, paper_projection
 from dataloaders.synthetic import write_cifar100
 from utils.files import atomic_json_dump
 
@@ -61,7 +69,12 @@ ROWS = [("1", "floor", "dense Net step (ready tensors)", "floor"),
         ("3c", "train_path_trained", "task 5 epoch, 4 tasks trained (F-MNIST)", "floor"),
         ("4", "eval_path", "evaluate 20 tasks", "floor"),
         ("4b", "eval_pruned", "evaluate a pruned task", "eval_floor"),
-        ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor")]
+        ("4c", "eval_floor", "evaluate a task, dense Net", "eval_floor"),
+        ("4d", "eval_two_convolutions", "4b, two thin convolutions a layer", "eval_floor"),
+        ("4e", "eval_composed", "4b, one composed kernel a layer", "eval_floor"),
+        ("4f", "eval_path_agnostic", "evaluate 20 tasks, --task_agnostic", "eval_path"),
+        ("4g", "eval_shared", "evaluate 20 tasks, dense Net, 20 heads", "floor"),
+        ("4h", "eval_shared_agnostic", "the same, --task_agnostic", "eval_shared")]
 """``benchmarks.benchmark.ROWS``: (row, key, what, the row it is a ratio to)."""
 
 
@@ -85,8 +98,9 @@ def plan() -> List[Step]:
     return [Step("environment", "environment", 60), Step("run_20_tasks_cpu", "run_20_tasks", 200, "cpu", threads),
             Step("tests", "tests", 180), Step("syncs", "syncs", 90), Step("graph_identity", "graph_identity", 150),
             Step("run_20_tasks_device", "run_20_tasks", 120, "device"),
-            Step("benchmark_plain", "benchmark", 90, "plain"), Step("benchmark_amp", "benchmark", 90, "amp"),
-            Step("benchmark_captured", "benchmark", 90, "captured"),
+            Step("benchmark_plain", "benchmark", 90, "plain"), Step("benchmark_captured", "benchmark", 90, "captured"),
+            Step("packed", "packed", 150), Step("projection", "projection", 120),
+            Step("benchmark_amp", "benchmark", 90, "amp"),
             Step("benchmark_compile", "benchmark", 200, "compile")]
 
 
@@ -200,6 +214,7 @@ class Runner:
             for process in self.running:
                 stop(process)
         compare_runs(self.results)
+        project(self.results)
         self.results["seconds"] = round(time.monotonic() - self.started, 1)
         atomic_json_dump(self.results, self.args.out)
         return self.results
@@ -234,7 +249,8 @@ def empty_results(args: argparse.Namespace) -> dict:
                            "device, tests/test_cuda_path.py)"),
             "syncs": None, "graph_identity": None,
             "run_20_tasks": {"device": None, "cpu": None, "comparison": None},
-            "benchmark": {"plain": None, "amp": None, "captured": None, "compile": None},
+            "benchmark": {"plain": None, "amp": None, "captured": None, "compile": None}, "aten_ops_per_step": None,
+            "packed": None, "paper_projection": None,
             "peak_gpu_memory_mb": {} if cuda else None}
 
 
@@ -254,7 +270,13 @@ def merge(results: dict, step: Step, found: dict, device: str) -> None:
         results["graph_identity"] = found.get("graph_identity")
     elif step.step == "run_20_tasks":
         results["run_20_tasks"][step.variant] = found.get("run")
+    elif step.step == "packed":
+        results["packed"] = found.get("packed")
+    elif step.step == "projection":
+        results["paper_projection"] = found.get("paper_projection")
     elif step.step == "benchmark" and "benchmark" in found:
+        if "aten_ops_per_step" in found:
+            results["aten_ops_per_step"] = found["aten_ops_per_step"]
         measured = found["benchmark"]
         rows = measured["rows"]
         measured["rows"] = {key: {"images_per_s": round(rows[key], 1),
@@ -276,6 +298,18 @@ def compare_runs(results: dict) -> None:
         "avg_acc_device": round(device["avg_acc"], 2), "avg_acc_cpu": round(cpu["avg_acc"], 2),
         "avg_acc_diff": round(device["avg_acc"] - cpu["avg_acc"], 2),
         "zero_forgetting_device": device["zero_forgetting"], "zero_forgetting_cpu": cpu["zero_forgetting"]}
+
+
+def project(results: dict) -> None:
+    """``paper_projection``'s minutes per paper script (``benchmarks.projection.paper_projection``) from the
+    projection step's rates and the packed jobs' aggregate throughput (one job at a time where it was not
+    measured)."""
+    projection = results["paper_projection"]
+    if not projection or "rates" not in projection:
+        return
+    packed = (results["packed"] or {}).get("eager") or {"1": {"images_per_s": 1.0}}
+    aggregate = {int(jobs): rate["images_per_s"] for jobs, rate in packed.items()}
+    projection["minutes"] = paper_projection(Rates(**projection["rates"]), aggregate)
 
 
 # ---------------------------------------------------------------- the table
@@ -316,7 +350,7 @@ def format_table(results: dict) -> str:
                              f"weights {today['max_abs_diff_weights']:.3g}; steps {record['counts']}")
     benchmarks = {variant: found for variant, found in results["benchmark"].items() if found}
     if benchmarks:
-        lines.append("benchmark, images/s (ratio to row 1; rows 4b-4c to 4c):")
+        lines.append("benchmark, images/s (ratio to row 1; rows 4b-4e to 4c, 4f to 4, 4h to 4g):")
         lines.append(f"  {'row':>3}  {'what':<40}" + "".join(f"{variant:>20}" for variant in benchmarks))
         for row, key, what, _ in ROWS:
             cells = []
@@ -324,6 +358,10 @@ def format_table(results: dict) -> str:
                 cell = found["rows"].get(key)
                 cells.append(f"{cell['images_per_s']:10.1f} ({cell['ratio']:5.2f})" if cell else "-")
             lines.append(f"  {row:>3}  {what:<40}" + "".join(f"{cell:>20}" for cell in cells))
+    if results["aten_ops_per_step"]:
+        lines.append("ATen operations per training step: " + ", ".join(
+            f"{name} {count}" for name, count in results["aten_ops_per_step"].items()))
+    lines += packed_lines(results["packed"]) + projection_lines(results["paper_projection"])
     runs = results["run_20_tasks"]
     for variant in ("device", "cpu"):
         if runs[variant]:
@@ -345,6 +383,34 @@ def format_table(results: dict) -> str:
     if results["failed_steps"]:
         lines.append(f"NOT PASSED: {', '.join(results['failed_steps'])} (messages and logs in the JSON)")
     return "\n".join(lines)
+
+
+def packed_lines(packed: Optional[dict]) -> List[str]:
+    lines = []
+    for mode in ("eager", "mps"):
+        found = (packed or {}).get(mode)
+        if found and "error" in found:
+            lines.append(f"packed jobs, {mode}: not measured: {found['error'].splitlines()[-1]}")
+        elif found:
+            lines.append(f"packed jobs, {mode}, aggregate images/s (ratio to one job): " + ", ".join(
+                f"K={jobs} {rate['images_per_s']:.0f} ({rate['ratio']:.2f})" for jobs, rate in found.items()))
+    return lines
+
+
+def projection_lines(projection: Optional[dict]) -> List[str]:
+    lines = []
+    if projection and projection.get("shortened_run"):
+        run = projection["shortened_run"]
+        lines.append(f"shortened cifar100_train.sh ({run['tasks']} tasks x {run['epochs']} epochs of "
+                     f"{run['training_images_per_task']} images): {run['measured_s']:.1f} s measured, "
+                     f"{run['projected_s']:.1f} s projected ({run['measured_to_projected']:.2f})")
+    if projection and projection.get("minutes"):
+        lines.append("the paper's scripts projected on this device (from the rates measured here):")
+    for script, minutes in ((projection or {}).get("minutes") or {}).items():
+        lines.append(f"  {script}: {minutes['minutes_one_job_at_a_time']:.0f} min one job at a time, "
+                     f"{minutes['minutes_packed']:.0f} min with {minutes['jobs_per_device']} a time "
+                     f"({minutes['jobs']} jobs x {minutes['tasks']} tasks x {minutes['epochs']} epochs)")
+    return lines
 
 
 def main(argv=None) -> int:

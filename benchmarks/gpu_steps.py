@@ -15,7 +15,12 @@ its numbers; it fails by raising. On CUDA each adds ``peak_gpu_memory_mb`` (``to
 - ``run_20_tasks``: a 20-task CIFAR-100-shaped run of ``iBatchLearn.py`` (one epoch a task) on ``--variant`` device
   (``device``: the check's, ``cpu``) over ``--data``, written by ``dataloaders.synthetic.write_cifar100``.
 - ``benchmark``: ``benchmarks.benchmark``'s rows under ``--variant`` ``plain``, ``amp``, ``compile`` or ``captured``
-  (``--cuda_graph``: rows 1-3b; rows 1-2 only with ``--quick``).
+  (``--cuda_graph``: rows 1-3c; rows 1-2 only with ``--quick``), and with ``plain`` the ATen operations per training
+  step.
+- ``packed``: the aggregate training throughput of K jobs packed on the device (``benchmarks.packed``), on CUDA also
+  under the Multi-Process Service where it starts.
+- ``projection``: the rates ``benchmarks.projection`` projects the paper's scripts from, and a shortened run of
+  ``cifar100_train.sh`` (all 20 tasks at full data size, 2 epochs each) against its projection.
 """
 import argparse
 import contextlib
@@ -27,16 +32,17 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
 from benchmarks.syncs import CudaSyncs, Sync
 from utils.environment import device_name, git_commit
 from utils.files import atomic_json_dump
-from utils.runtime import subnormals_flushed
+from utils.runtime import available_cores, subnormals_flushed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_MODULE = os.path.join("tests", "test_cuda_path.py")
@@ -54,6 +60,11 @@ class StepOptions:
     quick: bool
     variant: str
     data: str
+
+    @property
+    def size(self) -> str:
+        """Which sizes the step runs: ``quick``, else the device's type (``cuda``, ``cpu``)."""
+        return "quick" if self.quick else self.device.type
 
 
 # ---------------------------------------------------------------- environment
@@ -223,25 +234,34 @@ def run_flags(data: str, gpuid: int, quick: bool) -> List[str]:
             "--print_freq", "1000", "--gpuid", str(gpuid), "--exp_name", "gpu_check"]
 
 
-def run_20_tasks(options: StepOptions, report: Report) -> None:
-    """What ``iBatchLearn.py`` runs for ``run_flags``, in a temporary working directory."""
+def driver_run(flags: List[str], experiment: str) -> Tuple[dict, float]:
+    """What ``iBatchLearn.py flags`` runs (one repeat), in a temporary working directory: the results record of
+    ``experiment`` and the seconds training and evaluating took (its data already loaded)."""
     from experiment.builders import load_data
     from experiment.config import prepared_run, read_config
     from experiment.training import train
 
-    device = options.device if options.variant == "device" else torch.device("cpu")
-    gpuid = device.index if device.type == "cuda" else -1
     previous = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="gpu-check-run-") as folder:
         os.chdir(folder)  # the run's results/, saves/ and runs/
         try:
-            config = read_config(run_flags(options.data, gpuid, options.quick))
+            config = read_config(flags)
             with prepared_run(config) as run_device:
-                train(config, run_device, load_data(config.data))
-            with open(os.path.join("results", "gpu_check_sparse_wt0.1", "output_run0.json")) as file:
-                record = json.load(file)
+                data = load_data(config.data)
+                began = time.perf_counter()
+                train(config, run_device, data)
+                seconds = time.perf_counter() - began
+            with open(os.path.join("results", experiment, "output_run0.json")) as file:
+                return json.load(file), seconds
         finally:
             os.chdir(previous)
+
+
+def run_20_tasks(options: StepOptions, report: Report) -> None:
+    """What ``iBatchLearn.py`` runs for ``run_flags``, in a temporary working directory."""
+    device = options.device if options.variant == "device" else torch.device("cpu")
+    gpuid = device.index if device.type == "cuda" else -1
+    record, _ = driver_run(run_flags(options.data, gpuid, options.quick), "gpu_check_sparse_wt0.1")
     matrix = record["acc_matrix"]
     report({"run": {"device": str(device), "threads": torch.get_num_threads(), "acc": record["acc"],
                     "avg_acc": record["avg_acc"], "seconds": record["seconds"],
@@ -358,27 +378,35 @@ def graph_identity(options: StepOptions, report: Report) -> None:
 # ---------------------------------------------------------------- the benchmark's rows
 
 
-CAPTURED_ROWS = 3
+CAPTURED_ROWS = 4
 """The ``captured`` variant measures the benchmark's first rows only, those of the training step: 1, 2 (the
-captured step, dense and ``Net_SVD``), 3 and 3b (tasks 1 and 20); evaluation is not captured."""
+captured step, dense and ``Net_SVD``), 3, 3b and 3c (tasks 1 and 20, a task after 4 trained ones); evaluation is
+not captured."""
+
+
+def gpu_sizes(rounds: int):
+    """The benchmark's sizes on a GPU: 20 timed steps, epochs of 20 batches, 5 batches a task evaluated, row 3c's
+    tasks of 20 batches, best of ``rounds``."""
+    from benchmarks import benchmark as rows
+
+    return rows.Sizes(warmup_steps=3, steps=20, rounds=rounds, train_images=20 * rows.BATCH_SIZE,
+                      test_images=5 * rows.BATCH_SIZE, trained_images=20 * rows.BATCH_SIZE)
 
 
 def benchmark(options: StepOptions, report: Report) -> None:
-    """``benchmarks.benchmark``'s rows 1-4c, 3c included (row 5, a whole run's peak memory, is the 20-task run's
-    step; row 6's per-task rates of a real run are that run's ``images_per_s``), each written as soon as measured;
-    the ``captured`` variant (``--cuda_graph``) rows 1-3b only (``CAPTURED_ROWS``). On a GPU: 20 timed steps, 20
-    batches an epoch, 320 images a task evaluated, row 3c's tasks of 1,280 images, best of 2 rounds (1 compiled); on
-    the CPU the benchmark's ``--quick`` sizes, ``torch.compile`` without code generation (backend ``eager``) and
-    the captured step run eagerly from its static tensors. As the benchmark, with subnormal floats flushed to 0 on
-    the CPU."""
+    """``benchmarks.benchmark``'s rows 1-4h, 3c included (row 5, a whole run's peak memory, is the 20-task run's
+    step; row 6's per-task rates of a real run are that run's ``images_per_s``), each written as soon as measured,
+    and with ``plain`` its ATen operations per training step (``aten_ops_per_step``); the ``captured`` variant
+    (``--cuda_graph``) rows 1-3c only (``CAPTURED_ROWS``). On a GPU ``gpu_sizes``, best of 2 rounds (1 compiled); on
+    the CPU the benchmark's ``--quick`` sizes, ``torch.compile`` without code generation (backend ``eager``) and the
+    captured step run eagerly from its static tensors. As the benchmark, with subnormal floats flushed to 0 on the
+    CPU."""
     from benchmarks import benchmark as rows
 
     speed = rows.Speed(amp=options.variant == "amp", compile=options.variant == "compile",
                        cuda_graph=options.variant == "captured")
     if options.device.type == "cuda":
-        sizes = rows.Sizes(warmup_steps=3, steps=20, rounds=1 if speed.compile else 2,
-                           train_images=20 * rows.BATCH_SIZE, test_images=5 * rows.BATCH_SIZE,
-                           trained_images=20 * rows.BATCH_SIZE)
+        sizes = gpu_sizes(rounds=1 if speed.compile else 2)
     else:
         sizes = rows.QUICK
         if speed.compile:
@@ -396,17 +424,94 @@ def benchmark(options: StepOptions, report: Report) -> None:
                                                                       tasks_before=rows.TASKS - 1)},
                    lambda: {"train_path_trained": rows.trained_network_rate(device, speed, sizes, dataroot)},
                    lambda: {"eval_path": rows.eval_path_rate(device, speed, sizes)},
-                   lambda: rows.evaluation_rates(device, speed, sizes)]
+                   lambda: rows.evaluation_rates(device, speed, sizes),
+                   lambda: rows.layer_form_rates(device, speed, sizes),
+                   lambda: rows.without_label_rates(device, speed, sizes)]
         for row in measure[:1] if options.quick else measure[:CAPTURED_ROWS] if speed.cuda_graph else measure:
             found["rows"].update(row())
             report({"benchmark": found})
+        if options.variant == "plain":
+            report({"aten_ops_per_step": rows.aten_operations_per_step(device)})
+
+
+# ---------------------------------------------------------------- packed jobs
+
+
+PACKED_JOBS = {"cuda": (1, 2, 4, 6), "cpu": (1, 2), "quick": (1, 2)}
+"""The K measured: on a GPU the issue's, on the CPU a rehearsal."""
+PACKED_SECONDS = {"cuda": 5.0, "cpu": 3.0, "quick": 0.5}
+"""Timed seconds of each K."""
+
+
+def packed(options: StepOptions, report: Report) -> None:
+    """``benchmarks.packed``: the aggregate training throughput of K jobs packed on the device (``eager``), and on
+    CUDA the same under the Multi-Process Service (``mps``; ``{"error": why}`` where it does not start or its jobs
+    fail)."""
+    from benchmarks.packed import mps_daemon, packed_rates
+
+    jobs, seconds, cores = PACKED_JOBS[options.size], PACKED_SECONDS[options.size], available_cores()
+    found = {"seconds": seconds, "cores": cores, "eager": None, "mps": None}
+    found["eager"] = packed_rates(str(options.device), jobs, seconds, cores, warmup_steps=1 if options.quick else 3)
+    report({"packed": found})
+    if options.device.type == "cuda":
+        with mps_daemon() as refused:
+            try:
+                found["mps"] = {"error": refused} if refused else packed_rates(str(options.device), jobs, seconds,
+                                                                               cores)
+            except RuntimeError as error:  # the clients failed under MPS: recorded, the eager figures stand
+                found["mps"] = {"error": str(error)[-2000:]}
+        report({"packed": found})
+
+
+# ---------------------------------------------------------------- the paper's scripts projected
+
+
+SHORTENED_RUN = {"cuda": ((500, 100), 2, "5"), "cpu": ((20, 10), 1, "5"), "quick": ((4, 2), 1, "50")}
+"""``cifar100_train.sh`` shortened: (training and test images a class, epochs a task, classes a task); on a GPU its
+full data (2,500 training images a task), 20 tasks."""
+
+
+def projection(options: StepOptions, report: Report) -> None:
+    """The rates of ``benchmarks.projection.Rates`` measured here (``benchmarks.benchmark``'s rows 3, 3b and 4, and
+    row 3 at 84×84; the GPU check's benchmark sizes, on the CPU one batch an epoch and a task), then
+    ``cifar100_train.sh`` run shortened (``SHORTENED_RUN``, sparsity weight 0.1, one repeat) on synthetic CIFAR-100
+    of its size, its seconds against ``projected_seconds`` of its protocol."""
+    from benchmarks import benchmark as rows
+    from benchmarks.projection import Rates, paper_flags, paper_run, projected_seconds
+    from dataloaders.synthetic import write_cifar100
+
+    device, speed = options.device, rows.Speed()
+    sizes = gpu_sizes(rounds=2) if device.type == "cuda" else dataclasses.replace(
+        rows.QUICK, train_images=rows.BATCH_SIZE, test_images=rows.BATCH_SIZE)
+    with subnormals_flushed(device):
+        first = rows.train_path_rate(device, speed, sizes, tasks_before=0)
+        rates = Rates(train_first=first,
+                      train_last=rows.train_path_rate(device, speed, sizes, tasks_before=rows.TASKS - 1),
+                      evaluate=rows.eval_path_rate(device, speed, sizes),
+                      scale84=first / rows.train_path_rate(device, speed, sizes, tasks_before=0, image_size=84))
+    found = {"rates": {key: round(value, 3) for key, value in dataclasses.asdict(rates).items()}}
+    report({"paper_projection": found})
+    per_class, epochs, split = SHORTENED_RUN[options.size]
+    flags = [*paper_flags("CIFAR100_FLAGS"), "--repeat", "1", "--sparse_wt", "0.1", "--schedule", str(epochs),
+             "--first_split_size", split, "--other_split_size", split, "--print_freq", str(10 ** 9),
+             "--gpuid", str(device.index or 0) if device.type == "cuda" else "-1", "--exp_name", "shortened"]
+    with tempfile.TemporaryDirectory(prefix="gpu-check-shortened-") as data:
+        write_cifar100(data, *per_class)
+        _, seconds = driver_run([*flags, "--dataroot", data], "shortened_sparse_wt0.1")
+    run = paper_run(flags, per_class)
+    projected = projected_seconds(run, rates)
+    found["shortened_run"] = {"tasks": len(run.tasks), "epochs": run.epochs,
+                              "training_images_per_task": run.tasks[0].train_images,
+                              "measured_s": round(seconds, 1), "projected_s": round(projected, 1),
+                              "measured_to_projected": round(seconds / projected, 3)}
+    report({"paper_projection": found})
 
 
 # ---------------------------------------------------------------- one step, in this process
 
 
 STEPS = {"environment": environment, "tests": tests, "syncs": syncs, "graph_identity": graph_identity,
-         "run_20_tasks": run_20_tasks, "benchmark": benchmark}
+         "run_20_tasks": run_20_tasks, "benchmark": benchmark, "packed": packed, "projection": projection}
 
 
 def main(argv=None) -> int:

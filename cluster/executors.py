@@ -1,5 +1,6 @@
 """Where a sweep's jobs run, through submitit: on SLURM as one job array, on this machine (``local``: one process
-per job, all at once) or in this process (``debug``: one after another); and what each job is doing now."""
+per job, all started at once, each running when it holds a slot of ``cluster.packing``) or in this process
+(``debug``: one after another); and what each job is doing now."""
 import os
 import shutil
 from dataclasses import dataclass
@@ -23,7 +24,9 @@ SLURM_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
 
 @dataclass(frozen=True)
 class Resources:
-    """What each job asks for: on SLURM all of it; ``local`` uses the time limit and the number of GPUs.
+    """What each job asks for: on SLURM all of it; ``local`` uses the time limit (from the start of the job's
+    process, its wait for a slot included) and runs the jobs on the devices the submitting command sees
+    (``cluster.packing``).
 
     A job running longer than ``time`` minutes is stopped and requeued (at most ``max_requeues`` times, pre-emptions
     included); at most ``array_parallelism`` jobs of the array run at once.

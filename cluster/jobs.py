@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Tuple
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from cluster.executors import job_states, log_tail
+from cluster.packing import SLOTS, Packing, packed, slot_holders
 from evaluation.results import format_table, write_final_record
 from experiment.builders import load_data
 from experiment.checkpoints import run_settings, settings_differences
@@ -43,8 +44,9 @@ def job_directory(sweep_dir: str, experiment: str, repeat: int) -> str:
 @dataclass
 class SweepJob(Checkpointable):
     """Repeat ``repeat`` of the experiment of index ``experiment_index`` (into ``config.experiments()``) as a
-    picklable submitit job: in ``workdir``, the device (``prepared_run``), the data, then ``train_job`` with the lock
-    and checkpoints in ``directory``, where its record ``done.json`` is written at the end.
+    picklable submitit job: in ``workdir``, in a slot of ``packing`` (a local sweep's; ``cluster.packing.packed``),
+    the device (``prepared_run``), the data, then ``train_job`` with the lock and checkpoints in ``directory``, where
+    its record ``done.json`` is written at the end.
 
     Pre-empted or timed out (SLURM signals it), submitit calls ``checkpoint``: the job is requeued as it is, at most
     ``max_requeues`` times, and continues from its latest checkpoint.
@@ -57,13 +59,14 @@ class SweepJob(Checkpointable):
     workdir: str
     max_requeues: int
     requeues: int = 0
+    packing: Optional[Packing] = None
 
     def __call__(self) -> dict:
         os.chdir(self.workdir)
         configure_logging()
-        with prepared_run(self.config) as device:
-            record = train_job(self.config, device, load_data(self.config.data), self.experiment_index,
-                               self.repeat, self.directory)
+        with packed(self.packing, self.config, self.directory) as config, prepared_run(config) as device:
+            record = train_job(config, device, load_data(config.data), self.experiment_index, self.repeat,
+                               self.directory)
         atomic_json_dump(record, os.path.join(self.directory, DONE_FILE))
         return record
 
@@ -162,13 +165,19 @@ class Sweep:
         with open(path, encoding="utf-8") as stream:
             return json_load(stream, path)
 
+    @property
+    def slots(self) -> str:
+        """The slots of its local jobs (``cluster.packing``)."""
+        return os.path.join(self.directory, SLOTS)
+
     def states(self) -> Dict[str, str]:
-        """Each job's state (``JOB_STATES``), by name."""
+        """Each job's state (``JOB_STATES``), by name; a local job whose process waits for a slot is pending."""
         submitted: Dict[str, List[str]] = {}
         for job in self.jobs:
             if job.job_id:
                 submitted.setdefault(job.cluster, []).append(job.job_id)
         cluster_states = {cluster: job_states(cluster, self.logs, ids) for cluster, ids in submitted.items()}
+        in_slots = slot_holders(self.slots) if os.path.isdir(self.slots) else None  # None: not packed
         states = {}
         for job in self.jobs:
             if os.path.isfile(os.path.join(self.job_directory(job), DONE_FILE)):
@@ -177,6 +186,9 @@ class Sweep:
                 states[job.name] = "new"
             else:
                 state = cluster_states[job.cluster][job.job_id]
+                if state == "running" and in_slots is not None and job.cluster == "local" \
+                        and self.job_directory(job) not in in_slots:
+                    state = "pending"
                 states[job.name] = "failed" if state == "ended" else state
         return states
 

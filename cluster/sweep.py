@@ -24,14 +24,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import List
 
+import torch
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
 from cluster.executors import CLUSTERS, Resources, check_available, make_executor
 from cluster.jobs import JOB_STATES, RESUBMITTED, SWEEP_FILE, Sweep, SweepJob
+from cluster.packing import Packing, plan_packing, visibility
 from experiment.config import Config, read_config
 from experiment.training import refuse_to_clobber
 from utils.errors import ArgumentParser, UserError, run_command
 from utils.flags import add_flags, check_flags, from_flags
+from utils.runtime import available_cores
 
 log = logging.getLogger("sweep")
 
@@ -47,8 +50,12 @@ def sweep_parser() -> argparse.ArgumentParser:
                     "per value of the method's swept flag, e.g. --sparse_wt); "
                     "python iBatchLearn.py --help lists them; follow them with --status, average them with --collect.")
     add = parser.add_argument
-    add("--cluster", choices=CLUSTERS, help="slurm: one job array; local: one process per job on this machine, all "
-                                            "at once; debug: one job after another in this process")
+    add("--cluster", choices=CLUSTERS, help="slurm: one job array; local: one process per job on this machine, "
+                                            "--jobs_per_device at a time; debug: one job after another in this "
+                                            "process")
+    add("--jobs_per_device", type=int, metavar="K",
+        help="--cluster local: at most K jobs at a time on each device (each GPU this command sees, else the CPU), "
+             "the CPU cores divided among them (default: 2 on the CPU, 1 on a GPU)")
     add("--sweep_dir", metavar="DIR", help="where the sweep's record (sweep.json), job logs and checkpoints go")
     add("--status", metavar="DIR", help="each job's state; a failed one with the last lines of its log")
     add("--collect", metavar="DIR", help="output_final.json of each experiment whose repeats are all done")
@@ -82,6 +89,8 @@ def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
                         "(python iBatchLearn.py)")
     check_flags(Resources, vars(options))
     resources = from_flags(Resources, vars(options))
+    packing = plan_packing(os.path.abspath(options.sweep_dir), options.jobs_per_device, options.cluster,
+                           cuda_devices(config) if options.cluster == "local" else 0, available_cores())
     check_available(options.cluster)
     sweep = open_sweep(options.sweep_dir, config)
     states = sweep.states()
@@ -94,23 +103,43 @@ def submit(options: argparse.Namespace, driver_argv: List[str]) -> None:
               f"them, --collect averages the finished experiments)")
         return
     sweep.save()  # first: a submission the scheduler refuses leaves a sweep to submit again, not a stray folder
-    executor = make_executor(options.cluster, sweep.logs, resources, f"cacl-{config.run.exp_name}", JOB_SETUP)
+    setup = JOB_SETUP
+    if packing is not None:
+        os.makedirs(packing.directory, exist_ok=True)
+        setup = [*JOB_SETUP, visibility(os.environ)]
+    executor = make_executor(options.cluster, sweep.logs, resources, f"cacl-{config.run.exp_name}", setup)
     job_config = sweep.job_config(config)
     handles = submit_jobs(executor, options.cluster, [
-        SweepJob(job_config, job.index, job.repeat, sweep.job_directory(job), sweep.workdir, resources.max_requeues)
+        SweepJob(job_config, job.index, job.repeat, sweep.job_directory(job), sweep.workdir, resources.max_requeues,
+                 packing=packing)
         for job in todo])
     for job, handle in zip(todo, handles):
         job.cluster, job.job_id = options.cluster, handle.job_id
     sweep.flags = dict(config.flags)
     sweep.submissions.append({"cluster": options.cluster, "resources": asdict(resources),
+                              "packing": None if packing is None else asdict(packing),
                               "submitted": datetime.now().isoformat(timespec="seconds"),
                               "jobs": {job.name: job.job_id for job in todo}})
     sweep.save()
     print(f"submitted {len(todo)} job(s) to {options.cluster}: "
           f"{', '.join(f'{job.name} (job {job.job_id})' for job in todo)}")
+    if packing is not None:
+        print(describe(packing))
     if options.cluster == "debug":
         run_here(handles)
     print(f"follow them with: python -m cluster.sweep --status {sweep.directory}")
+
+
+def cuda_devices(config: Config) -> int:
+    """The CUDA devices a local sweep's jobs spread over: every one this command sees, none with ``--gpuid -1`` or
+    without CUDA (the jobs run on the CPU)."""
+    return torch.cuda.device_count() if config.run.gpuid[0] >= 0 and torch.cuda.is_available() else 0
+
+
+def describe(packing: Packing) -> str:
+    where = (f"each of {len(packing.devices)} CUDA device(s)" if packing.devices else "the CPU")
+    return (f"at most {packing.jobs_per_device} job(s) at a time on {where} (--jobs_per_device), "
+            f"{packing.threads} CPU thread(s) each")
 
 
 def submit_jobs(executor, cluster: str, jobs: List[SweepJob]) -> list:

@@ -4,11 +4,13 @@ runnable network, with its multiply-adds and CPU latency against the dense netwo
 For every task (``--tasks``, default all, in training order) and format (``--format``): ``DIR/task<name>.onnx``
 and ``DIR/task<name>.pt`` (TorchScript). Each takes a float32 batch (N, C, H, W), any N, normalised as the
 dataset's loader normalises it, and returns that task's logits; it holds only ``torch.nn`` layers
-(``models.deployable.task_network``: each SVD layer as one dense or two thin convolutions, chosen by their
-multiply-adds; BatchNorm folded in). ``DIR/summary.json`` and the printed table give per task the components per
-layer, parameters, file sizes, multiply-adds (``torch.utils.flop_counter``) and the median latency at batch 1 and 64
-on the CPU with ``--threads`` threads in PyTorch and in ONNX Runtime; and the same for the dense network of the same
-layers with one head.
+(``models.deployable.task_network``: each SVD layer as one dense or two thin convolutions, in the form the CPU
+runs faster, chosen by their multiply-adds; BatchNorm folded in). The files are made for the CPU's runtimes, whose
+latency this command measures: the networks are built on the CPU, so the CPU's layer-form rule applies (a GPU
+runtime runs one composed kernel per layer faster, ``models.deployable.TWO_CONVOLUTIONS_AT_MOST``).
+``DIR/summary.json`` and the printed table give per task the components per layer, parameters, file sizes,
+multiply-adds (``torch.utils.flop_counter``) and the median latency at batch 1 and 64 on the CPU with ``--threads``
+threads in PyTorch and in ONNX Runtime; and the same for the dense network of the same layers with one head.
 """
 import argparse
 import io

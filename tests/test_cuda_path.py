@@ -36,6 +36,7 @@ import models.vgg_16_bn
 from agents import agent_class, agent_types
 from agents.exp_replay import project_gradient
 from agents.loss_watch import LossWatch
+from benchmarks.benchmark import aten_operations_per_step
 from benchmarks.syncs import CudaSyncs
 from helpers import batches
 from dataloaders import DATASET_INPUTS, BatchTransform, TaskData, TaskLoader
@@ -351,3 +352,17 @@ def test_the_driver_trains_and_evaluates_a_saved_model_on_the_device(cuda, workd
     assert iBatchLearn.main([*flags, "--loadmodel", "device_sparse_wt0.01"]) == 0, capsys.readouterr().err
     evaluated = json.loads((workdir / "results" / "device_sparse_wt0.01" / "output_eval.json").read_text())
     assert evaluated["acc"] == record["acc"]
+
+
+def test_a_training_step_dispatches_the_same_aten_operations_on_the_simulated_device_but_the_cpus_layout_copies():
+    """``aten_ops_per_step`` of the benchmark: the dense Net's step dispatches fewer operations than Net_SVD's,
+    whose count grows with the tasks frozen before (task 20). The count is the code's: on the device it is the
+    CPU's less the CPU's channels-last copies (the input's, the flattened features', and each SVD layer's composed
+    kernel's), which the device, in the default memory format, does not make."""
+    on_cpu = aten_operations_per_step(torch.device("cpu"))
+    with SimulatedCuda():
+        on_device = aten_operations_per_step(CUDA)
+    assert 0 < on_device["dense"] < on_device["svd_task1"] < on_device["svd_task20"]
+    svd_layers = 5
+    assert {name: on_cpu[name] - count for name, count in on_device.items()} == {
+        "dense": 2, "svd_task1": 2 + svd_layers, "svd_task20": 2 + svd_layers}

@@ -1,5 +1,6 @@
-"""A task's plain network (``models.deployable``): each SVD layer as one dense or two thin convolutions, chosen by
-their multiply-adds, BatchNorm folded in, the same logits as the factorized model, and what evaluation runs."""
+"""A task's plain network (``models.deployable``): each SVD layer as one dense or two thin convolutions, chosen for
+the device it runs on (on the CPU by their multiply-adds, on CUDA always one), BatchNorm folded in, the same logits
+as the factorized model, and what evaluation runs."""
 import pytest
 import torch
 from torch import nn
@@ -10,6 +11,7 @@ from helpers import batches, svd_agent
 from models import build_model
 from models.deployable import count_multiply_adds, task_network
 from models.svd_conv import SVD_Conv2d
+from simulated_cuda import SimulatedCuda
 
 NET_POSITIONS = [30 * 30, 28 * 28, 12 * 12, 10 * 10, 4 * 4]
 """Output positions of Net_SVD's five convolutions on 32×32 inputs (3×3, 3×3, pool, 3×3, 3×3, pool, 2×2)."""
@@ -68,6 +70,53 @@ def test_multiply_adds_counted_equal_the_formula(ranks):
     plain = task_network(dense.feature_layers(), None, dense.last["1"])
     dense_formula = sum(out * fan_in * position for (fan_in, out), position in zip(NET_SHAPES, NET_POSITIONS))
     assert count_multiply_adds(plain, (3, 32, 32)) == dense_formula + head
+
+
+def pairs_of_convolutions(network) -> int:
+    """How many layers of a task's network are two convolutions."""
+    return sum(isinstance(module, nn.Sequential) and all(isinstance(part, nn.Conv2d) for part in module)
+               for module in network)
+
+
+PRUNED = [5, 11, 12, 11, 8]
+"""The published CIFAR-100 sparse_wt0.4 checkpoint's components after its first task (0.15× the dense
+multiply-adds): on the CPU every layer is two convolutions."""
+
+
+def test_on_cuda_every_layer_is_one_composed_kernel_with_the_cpus_logits():
+    torch.manual_seed(0)
+    model = build_model("customnet_SVD", "Net_SVD")
+    model.add_heads({"1": 7})
+    model.eval()
+    x = torch.randn(4, 3, 32, 32)
+    on_cpu = task_network(model.feature_layers(), PRUNED, model.last["1"])
+    assert pairs_of_convolutions(on_cpu) == 5
+    with SimulatedCuda(), torch.no_grad():
+        model.to("cuda")
+        on_gpu = task_network(model.feature_layers(), PRUNED, model.last["1"])
+        assert all(parameter.device.type == "cuda" for parameter in on_gpu.parameters())
+        convolutions = [module for module in on_gpu.modules() if isinstance(module, nn.Conv2d)]
+        assert len(convolutions) == 5 and pairs_of_convolutions(on_gpu) == 0
+        assert [conv.weight.shape[:2] for conv in convolutions] == [(64, 3), (64, 64), (128, 64), (128, 128),
+                                                                   (256, 128)]
+        logits = on_gpu(x.to("cuda"))
+        macs = count_multiply_adds(on_gpu, (3, 32, 32))
+    with torch.no_grad():
+        relative_close(logits.as_subclass(torch.Tensor), on_cpu(x))
+    dense = sum(out * fan_in * position for (fan_in, out), position in zip(NET_SHAPES, NET_POSITIONS))
+    assert macs == dense + 1024 * 7  # the dense count: one convolution a layer
+
+
+def test_the_cpus_form_can_be_asked_for_on_another_device():
+    """What the benchmark's rows 4d-4e measure: either form built on one device."""
+    torch.manual_seed(0)
+    model = build_model("customnet_SVD", "Net_SVD")
+    model.add_heads({"1": 7})
+    composed = task_network(model.feature_layers(), PRUNED, model.last["1"], form_device="cuda")
+    assert pairs_of_convolutions(composed) == 0
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        relative_close(composed(x), task_network(model.feature_layers(), PRUNED, model.last["1"])(x))
 
 
 def random_statistics(model, seed):

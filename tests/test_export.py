@@ -100,7 +100,7 @@ def test_every_task_of_a_small_run_exports_with_the_factorized_logits(small_run,
         formula = sum(p * (k * (f + o) if 0 < k and 4 * k * (f + o) <= 3 * o * f else o * f)
                       for (f, o), k, p in zip(shapes, row["components"], NET_POSITIONS))
         assert row["macs"] == formula + 1024 * len(expected[row["task"]][0])
-        assert row["two_convolutions"] == [uses_two_convolutions(f, o, k)
+        assert row["two_convolutions"] == [uses_two_convolutions(f, o, k, "cpu")
                                            for (f, o), k in zip(shapes, row["components"])]
         assert {form: file["bytes"] for form, file in row["files"].items()} == {
             "onnx": (out / f"task{row['task']}.onnx").stat().st_size,

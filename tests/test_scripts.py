@@ -58,8 +58,13 @@ def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
     out = run_script("benchmark.sh", tmp_path, "--quick", "--no_memory", "--device", "cpu")
     figures = json.loads((tmp_path / "results" / "benchmark.json").read_text())
     rows = ("floor", "svd_step", "train_path", "train_path_task20", "train_path_trained", "eval_path",
-            "eval_pruned", "eval_floor", "eval_path_agnostic", "eval_shared", "eval_shared_agnostic")
+            "eval_pruned", "eval_floor", "eval_two_convolutions", "eval_composed", "eval_path_agnostic", "eval_shared",
+            "eval_shared_agnostic")
     assert all(figures[row] > 0 for row in rows)
+    aten = figures["aten_ops_per_step"]
+    assert 0 < aten["dense"] < aten["svd_task1"] < aten["svd_task20"]
+    assert f"ATen operations per training step: dense {aten['dense']}, svd_task1 {aten['svd_task1']}" in out
+    assert "4b, one composed kernel a layer" in out
     assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
     assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out
     assert len(figures["real_run"]) == 5 and all(rate > 0 for rate in figures["real_run"].values())

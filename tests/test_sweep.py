@@ -11,20 +11,25 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import submitit
+import torch
 from submitit.core.utils import DelayedSubmission
 
 import iBatchLearn
 from helpers import REPO_ROOT, assert_same_outputs, computed, outputs
-from cluster import sweep
+from cluster import packing, sweep
 from cluster.jobs import Sweep, SweepJob
 from experiment.config import read_config
+from utils.runtime import torch_threads
 
 EXPERIMENTS = ("sweep_sparse_wt0.01", "sweep_sparse_wt0.4")
+JOB_THREADS = 1
+"""CPU threads of each job of the interrupted sweep: 2 jobs at a time (--jobs_per_device 2) on 2 cores."""
 
 
 def driver_flags(dataroot, *extra):
@@ -62,10 +67,11 @@ def job_log(sweep_dir: Path, name: str) -> str:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, cifar10_root):
-    """The driver with the sweep's flags, one process for the whole sweep: its folder and printed tables."""
+    """The driver with the sweep's flags, one process for the whole sweep, each job alone with the threads a packed
+    job has (``JOB_THREADS``): its folder and printed tables."""
     directory = tmp_path_factory.mktemp("one_process")
     out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), torch_threads(JOB_THREADS):
         patch.chdir(directory)
         assert iBatchLearn.main(driver_flags(cifar10_root)) == 0
     return directory, out.getvalue()
@@ -89,24 +95,61 @@ def signal_after_first_task(sweep_dir: Path, signals: dict, timeout: float = 300
     return seen
 
 
+def training_processes(sweep_dir: Path) -> int:
+    """Jobs training now: their lock files ``run.lock`` name a live process (a killed job leaves its lock)."""
+    alive = 0
+    for lock in (sweep_dir / "jobs").glob("*/run*/run.lock"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            os.kill(int(lock.read_text().split()[1]), 0)
+            alive += 1
+    return alive
+
+
+class Sampler(threading.Thread):
+    """Samples a sweep until stopped: the most jobs training at once (``training_processes``) and every job state
+    seen."""
+
+    def __init__(self, sweep_dir: Path):
+        super().__init__(daemon=True)
+        self.sweep_dir, self.stopped = sweep_dir, threading.Event()
+        self.most_training, self.states = 0, set()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.most_training = max(self.most_training, training_processes(self.sweep_dir))
+            self.states.update(Sweep.load(str(self.sweep_dir)).states().values())
+            time.sleep(0.02)
+
+    def stop(self) -> "Sampler":
+        self.stopped.set()
+        self.join()
+        return self
+
+
 @pytest.fixture(scope="module")
 def interrupted_sweep(tmp_path_factory, cifar10_root):
-    """The 2 x 2 sweep on the local executor, two of its jobs interrupted after their first task: repeat 0 of
-    sparse_wt 0.01 pre-empted (SIGUSR2, the signal submitit has SLURM send before a pre-emption or the time limit:
-    submitit requeues it), repeat 1 killed (SIGKILL: it fails; the same command, given again, resubmits it).
+    """The 2 x 2 sweep on the local executor, 2 jobs at a time (``--jobs_per_device 2``, 2 cores: one thread each),
+    two of its jobs interrupted after their first task: repeat 0 of sparse_wt 0.01 pre-empted (SIGUSR2, the signal
+    submitit has SLURM send before a pre-emption or the time limit: submitit requeues it), repeat 1 killed (SIGKILL:
+    it fails; the same command, given again, resubmits it).
 
     Returns the working directory, what ``--status`` and ``--collect`` said while the killed job was down, the
-    resubmission's output, the final ``--collect``'s table and the checkpoint each job had when interrupted.
+    resubmission's output, the final ``--collect``'s table, the checkpoint each job had when interrupted and what
+    a ``Sampler`` saw until the killed job was down.
     """
     work = tmp_path_factory.mktemp("cluster")
-    submit = [*driver_flags(cifar10_root), "--cluster", "local", "--sweep_dir", "sw"]
+    submit = [*driver_flags(cifar10_root), "--cluster", "local", "--sweep_dir", "sw", "--jobs_per_device", "2"]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(work)
-        status, _, err = run_sweep(*submit)
+        patch.setattr(sweep, "available_cores", lambda: 2)
+        status, submitted, err = run_sweep(*submit)
         assert status == 0, err
+        sampler = Sampler(work / "sw")
+        sampler.start()
         interrupted_at = signal_after_first_task(work / "sw", {(EXPERIMENTS[0], 0): signal.SIGUSR2,
                                                                (EXPERIMENTS[0], 1): signal.SIGKILL})
         states_while_down = wait_until_settled(work / "sw")
+        sampler.stop()
         _, status_while_down, _ = run_sweep("--status", "sw")
         collect_while_down = run_sweep("--collect", "sw")
         final_written_while_down = {experiment: (work / "results" / experiment / "output_final.json").exists()
@@ -118,7 +161,17 @@ def interrupted_sweep(tmp_path_factory, cifar10_root):
         assert status == 0, err
     return {"work": work, "states_while_down": states_while_down, "status_while_down": status_while_down,
             "collect_while_down": collect_while_down, "final_written_while_down": final_written_while_down,
-            "resubmitted": resubmitted, "table": table, "interrupted_at": interrupted_at}
+            "resubmitted": resubmitted, "table": table, "interrupted_at": interrupted_at, "submitted": submitted,
+            "sampler": sampler}
+
+
+def test_packed_jobs_run_at_most_k_at_a_time_and_the_others_wait_pending(interrupted_sweep):
+    sampler = interrupted_sweep["sampler"]
+    assert sampler.most_training == 2 and "pending" in sampler.states
+    assert "at most 2 job(s) at a time on the CPU (--jobs_per_device), 1 CPU thread(s) each" in (
+        interrupted_sweep["submitted"])
+    log = job_log(interrupted_sweep["work"] / "sw", f"{EXPERIMENTS[1]} run 0")
+    assert "running in slot " in log and "of the CPU (1 thread(s))" in log
 
 
 def test_a_sweep_ends_bit_identical_to_one_process(interrupted_sweep, reference):
@@ -140,6 +193,8 @@ def test_the_sweep_record_holds_the_flags_and_every_submission(interrupted_sweep
     assert record.flags["sparse_wt"] == [0.01, 0.4] and record.flags["repeat"] == 2
     assert [(job.experiment, job.repeat) for job in record.jobs] == [(e, r) for e in EXPERIMENTS for r in (0, 1)]
     assert [len(submission["jobs"]) for submission in record.submissions] == [4, 1]
+    assert record.submissions[0]["packing"] == {"directory": str(interrupted_sweep["work"] / "sw" / "slots"),
+                                                "devices": [], "jobs_per_device": 2, "threads": JOB_THREADS}
     assert list(record.submissions[1]["jobs"]) == [f"{EXPERIMENTS[0]} run 1"]
     assert all(job.cluster == "local" and job.job_id for job in record.jobs)
 
@@ -198,15 +253,83 @@ def test_status_reports_a_failed_job_with_the_end_of_its_log(workdir, cifar10_ro
 
 
 def test_the_debug_cluster_runs_the_jobs_in_this_process(workdir, cifar10_root, reference):
-    status, out, err = run_sweep(*driver_flags(cifar10_root, "--repeat", "1", "--sparse_wt", "0.4"),
-                                 "--cluster", "debug", "--sweep_dir", "sw")
+    with torch_threads(JOB_THREADS):
+        status, out, err = run_sweep(*driver_flags(cifar10_root, "--repeat", "1", "--sparse_wt", "0.4"),
+                                     "--cluster", "debug", "--sweep_dir", "sw")
     assert status == 0, err
     assert Sweep.load("sw").states() == {f"{EXPERIMENTS[1]} run 0": "done"}
     run = f"results/{EXPERIMENTS[1]}/output_run0.json"
     assert computed(json.loads((workdir / run).read_text())) == computed(json.loads((reference[0] / run).read_text()))
 
 
-# ------------------------------------------------------------------ SLURM, without a cluster
+# ------------------------------------------------------------------ jobs packed on devices
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cluster", "local", "--jobs_per_device", "0"], "error: --jobs_per_device must be 1 or more, got 0\n"),
+    (["--cluster", "local", "--jobs_per_device", "-2"], "error: --jobs_per_device must be 1 or more, got -2\n"),
+    (["--cluster", "debug", "--jobs_per_device", "2"], "error: --jobs_per_device packs the jobs of --cluster local "),
+])
+def test_a_bad_jobs_per_device_is_one_line_and_writes_nothing(workdir, cifar10_root, argv, message):
+    status, out, err = run_sweep(*driver_flags(cifar10_root), "--sweep_dir", "sw", *argv)
+    assert status == 2 and err.startswith(message) and err.count("\n") == 1
+    assert os.listdir(workdir) == []
+
+
+def test_jobs_spread_over_the_devices_before_sharing_one(tmp_path, monkeypatch):
+    """4 GPUs seen, 2 jobs a device, 16 cores: 8 slots, slot 0 of each device first; a ninth job waits for a free
+    slot and takes the one freed."""
+    monkeypatch.setattr(packing, "POLL_SECONDS", 0.01)
+    plan = packing.plan_packing(str(tmp_path), 2, "local", cuda_devices=4, cores=16)
+    assert (plan.devices, plan.jobs_per_device, plan.threads) == ((0, 1, 2, 3), 2, 2)
+    with contextlib.ExitStack() as stack:
+        held = [stack.enter_context(packing.held_slot(plan, f"job{index}")) for index in range(8)]
+        assert held == [0, 1, 2, 3, 0, 1, 2, 3]
+        assert packing.slot_holders(plan.directory) == {f"job{index}" for index in range(8)}
+        got = []
+        ninth = threading.Thread(target=lambda: got.append(hold_briefly(plan, "job8")))
+        ninth.start()
+        time.sleep(0.2)
+        assert got == [] and ninth.is_alive()
+    ninth.join(timeout=10)
+    assert got == [0]  # the first slot in the order, freed with the others
+    assert packing.slot_holders(plan.directory) == set()
+
+
+def hold_briefly(plan, holder: str):
+    with packing.held_slot(plan, holder) as device:
+        return device
+
+
+def test_a_packed_job_runs_on_its_slots_device_with_its_share_of_the_cores(tmp_path):
+    config = read_config(["--gpuid", "0"])
+    threads = torch.get_num_threads()
+    on_gpus = packing.plan_packing(str(tmp_path / "gpus"), 3, "local", cuda_devices=2, cores=12)
+    with packing.packed(on_gpus, config, "a") as first, packing.packed(on_gpus, config, "b") as second:
+        assert (first.run.gpuid, second.run.gpuid, torch.get_num_threads()) == ([0], [1], 2)  # 12 cores / 6 jobs
+        assert first.flags == config.flags and first.model == config.model
+    on_cpu = packing.plan_packing(str(tmp_path / "cpu"), 2, "local", cuda_devices=0, cores=3)
+    with packing.packed(on_cpu, config, "a") as first:
+        assert first is config and torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
+    with packing.packed(None, config, "a") as unpacked:
+        assert unpacked is config and torch.get_num_threads() == threads
+
+
+def test_defaults_and_clusters_that_do_not_pack():
+    on_cpu, on_gpu = (packing.plan_packing("sw", None, "local", devices, 2) for devices in (0, 1))
+    assert (on_cpu.jobs_per_device, on_cpu.threads) == (2, 1)  # measured: README, On a cluster
+    assert (on_gpu.jobs_per_device, on_gpu.threads, on_gpu.devices) == (1, 2, (0,))  # until the GPU check measures
+    assert packing.plan_packing("sw", None, "slurm", 1, 2) is None
+    assert packing.plan_packing("sw", 5, "local", 0, 2).threads == 1  # never fewer than one
+
+
+@pytest.mark.parametrize("environ, seen", [({"CUDA_VISIBLE_DEVICES": "2,3"}, "2,3"), ({}, "every device")])
+def test_a_local_job_sees_the_devices_the_sweep_command_saw(environ, seen):
+    line = packing.visibility(environ)
+    shell = subprocess.run(["bash", "-c", f'{line} && echo "${{CUDA_VISIBLE_DEVICES-every device}}"'],
+                           env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"}, capture_output=True, text=True)
+    assert shell.stdout.strip() == seen
 
 
 @pytest.fixture

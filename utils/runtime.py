@@ -140,6 +140,18 @@ def torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_job(cores: int, concurrent_jobs: int) -> int:
+    """CPU threads of each of ``concurrent_jobs`` processes sharing ``cores`` cores:
+    ``max(1, cores // concurrent_jobs)`` (more threads than cores in all makes each process several times slower:
+    README, *Speed*)."""
+    return max(1, cores // concurrent_jobs)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (every device)."""
     random.seed(seed)
