@@ -16,7 +16,7 @@ from agents.batchnorm import batchnorm_statistics, checked_statistics, use_batch
 from agents.loss_watch import LossWatch
 from agents.model_size import dense_feature_parameters, dense_size_mb
 from agents.optim import check_optimizer, make_optimizer, set_capturable
-from agents.step import CudaGraphs, TrainingStep, capture_obstacle
+from agents.step import CompiledStep, CudaGraphs, TrainingStep, capture_obstacle, compiled
 from models.deployable import plain_head, task_network
 from models.multihead import ALL_TASKS, MultiHeadNet
 from utils.errors import UserError
@@ -45,7 +45,8 @@ class LoopSettings:
                            requirement="must be positive")
     save_running_stats: bool = flag(False, "BatchNorm statistics per task (models with BatchNorm)")
     amp: bool = flag(False, "bfloat16 autocast of the forward pass (for CUDA; changes the numbers)")
-    compile: bool = flag(False, "torch.compile the training forward pass, once per task (for CUDA)")
+    compile: bool = flag(False, "torch.compile the whole training step (GEM's and HAT's forward pass), a graph per "
+                                "task and batch shape (for CUDA)")
     cuda_graph: bool = flag(False, "capture the training step as a CUDA graph, once per task and batch shape, and "
                                    "replay it (for CUDA; awaits the GPU check: README, Speed)",
                             negative="--no_cuda_graph")
@@ -158,6 +159,13 @@ class NormalNN:
         captured): captured and replayed on CUDA, run eagerly elsewhere."""
         self.captures = self.static_step and self.device.type == "cuda"
         """Whether the step is captured as a CUDA graph (and the optimizer made ``capturable``)."""
+        self.compiles_step = settings.compile and not self.capture_obstacle
+        """``--compile`` of the whole step (``agents.step.CompiledStep``): for a method whose step could be captured
+        (its numbers that change from step to step are tensors, not guards that fail every step); another method
+        has its forward pass compiled."""
+        if settings.compile and not self.compiles_step:
+            log.info("--compile: %s's step %s: its forward pass is compiled, not its whole step",
+                     type(self).__name__, self.capture_obstacle)
         self.loss_watch = LossWatch()
         self.training_step: Optional[TrainingStep] = None
         """The current task's step, run eagerly or replayed (``agents.step``; made by ``begin_task``)."""
@@ -230,11 +238,11 @@ class NormalNN:
                                         settings.momentum, settings.weight_decay, capturable=self.captures)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=list(settings.schedule),
                                                               gamma=0.1)
-        if settings.compile:  # compiled afresh for every task: the ranks and frozen prefixes change between tasks
-            torch._dynamo.reset()
-            self.training_features = torch.compile(self.model.features)
+        if settings.compile and not self.compiles_step:
+            self.training_features = compiled(self.model.features)
         self.loss_watch = LossWatch()
-        self.training_step = TrainingStep(self.watched_step, self.optimizer, self.model, self.static_step,
+        step = CompiledStep(self.watched_step) if self.compiles_step else self.watched_step
+        self.training_step = TrainingStep(step, self.optimizer, self.model, self.static_step,
                                           CudaGraphs(self.device) if self.captures else None)
 
     def step_changed(self) -> None:

@@ -53,6 +53,7 @@ from agents.batchnorm import batchnorm_layers
 from agents.default import LoopSettings
 from agents.model_size import dense_size_mb
 from agents.saved_state import SavedContinualState
+from agents.step import compiled
 from models import check_dense_model
 from models.multihead import MultiHeadNet
 from utils.flags import at_least_zero, flag, positive
@@ -184,7 +185,7 @@ class HAT(SavedContinualState):
         for embedding in self.embeddings[task]:
             embedding.requires_grad_(True)
         super().begin_task(task)
-        self.training_features = torch.compile(self.gated_features) if self.settings.compile else self.gated_features
+        self.training_features = compiled(self.gated_features) if self.settings.compile else self.gated_features
         used = self.used_gates(self.tasks_trained)
         self.free_units = [1 - layer for layer in used]
         self.scaled = self.free_fractions(used) if self.tasks_trained else []

@@ -17,9 +17,12 @@ then: the learning rates, the layers' modes, the batch's shape and task. Hence :
 - the loop makes a new ``TrainingStep`` for every task, a resumed one too, so no graph outlives its task.
 
 Without CUDA the same static-tensor step runs eagerly (``graphs`` None): the CPU runs the same function.
+
+``--compile`` instead puts the same whole step through ``torch.compile`` (:class:`CompiledStep`).
 """
 import functools
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Dict, Hashable, List, Optional, Protocol, Sequence, Tuple
@@ -45,6 +48,53 @@ def capture_obstacle(method: type, optimizer: str) -> str:
     if not capture_safe_optimizer(optimizer):
         return f"--optimizer {optimizer} keeps host-side state its step reads (it has no capturable form)"
     return ""
+
+
+RECOMPILE_LIMIT = 1024
+"""Compiled graphs dynamo keeps per function (``torch._dynamo.config.recompile_limit``, 8 by default) while
+``--compile`` is on: a graph per task and batch shape, kept across tasks."""
+
+
+def compiled(function: Callable) -> Callable:
+    """``--compile``: ``torch.compile(function, dynamic=False)``, a graph per distinct set of input shapes (an epoch's
+    last, smaller batch has its own: no dynamic-shape kernels), kept for the whole run: no ``torch._dynamo.reset()``
+    between tasks, so a shape set met again (a resumed task; every task of a dense network) reuses what was
+    compiled, and inductor's graph cache serves a graph that only its guards tell apart (a new task's optimizer).
+    Dynamo's recompile limits are raised to ``RECOMPILE_LIMIT`` (at 8, the default, a sequence's ninth task would
+    run uncompiled for good)."""
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
+    config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, RECOMPILE_LIMIT)
+    return torch.compile(function, dynamic=False)
+
+
+class CompiledStep:
+    """``--compile``'s step function: the loop's whole step (forward, the loss with every term, backward, the
+    optimizer's step, ``after_step``, the NaN watch) through ``compiled``, for a method whose step keeps every number
+    that changes from step to step in tensors (no ``capture_obstacle``); dynamo splits it at ``backward``, whose
+    graph AOTAutograd compiled with the forward's. A batch of several tasks (rehearsal, joint training) runs eagerly:
+    its grouping into heads varies from batch to batch, and each grouping would be compiled anew.
+
+    The first step of each batch shape and task is where compilation happens: its wall seconds (compilation and
+    the step's host time) are logged and kept in ``first_step_seconds``."""
+
+    def __init__(self, step: StepFunction):
+        self.step = step
+        self.compiled_step = compiled(step)
+        self.first_step_seconds: Dict[Hashable, float] = {}
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, tasks: Sequence[str]) -> Terms:
+        key = batch_key(inputs, targets, tasks)
+        if key is None:
+            return self.step(inputs, targets, tasks)
+        if key in self.first_step_seconds:
+            return self.compiled_step(inputs, targets, tasks)
+        started = time.perf_counter()
+        terms = self.compiled_step(inputs, targets, tasks)
+        self.first_step_seconds[key] = time.perf_counter() - started
+        log.info("--compile: the first step of task %s on batches of shape %s took %.1f s (compilation included)",
+                 key[-1], key[0], self.first_step_seconds[key])
+        return terms
 
 
 class StepGraphs(Protocol):

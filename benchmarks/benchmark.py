@@ -30,7 +30,8 @@ Rows, all measured in this process on one device (``--device``), batch 64, 32×3
    ``iBatchLearn.py`` on Split Fashion-MNIST with row 3c's flags, in a child process, and row 3c's rate as a ratio
    to its 5th task's (``trained_to_real``).
 
-Beside the rows, ``aten_ops_per_step``: the ATen operations one training step dispatches (each a kernel launch on a
+Beside the rows, ``first_step_s``: the first step of rows 1 and 2 in seconds (with ``--compile``, what compiling the
+step costs); ``aten_ops_per_step``: the ATen operations one training step dispatches (each a kernel launch on a
 GPU) for the dense ``Net``, ``Net_SVD`` at its first task and at the 20th of a grown network
 (``aten_operations_per_step``).
 
@@ -51,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -133,13 +134,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def images_per_second(work: Callable[[], int], device: torch.device) -> float:
-    """Run ``work`` (which returns the number of images it processed) once, timed with ``perf_counter``."""
+def timed(work: Callable[[], Any], device: torch.device) -> Tuple[Any, float]:
+    """``(work(), its seconds)``: run once, timed with ``perf_counter``, the device's queue drained before and
+    after."""
     synchronize(device)
     start = time.perf_counter()
-    images = work()
+    result = work()
     synchronize(device)
-    return images / (time.perf_counter() - start)
+    return result, time.perf_counter() - start
+
+
+def images_per_second(work: Callable[[], int], device: torch.device) -> float:
+    """Run ``work`` (which returns the number of images it processed) once, timed (``timed``)."""
+    images, seconds = timed(work, device)
+    return images / seconds
 
 
 # --- agents and data ---------------------------------------------------------------------------------------------
@@ -223,18 +231,21 @@ def synthetic_task(name: str, n_images: int, augment: bool, seed: int, image_siz
 
 
 # --- rows --------------------------------------------------------------------------------------------------------
-def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, float]:
+def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> dict:
     """Rows 1 and 2: the loop's training steps (``training_step``: the step and its NaN watch; with ``--cuda_graph``
-    warmed up, captured and replayed) on one ready batch, the two models measured in alternating rounds."""
+    warmed up, captured and replayed) on one ready batch, the two models measured in alternating rounds; and
+    ``first_step_s``, each model's first step in seconds (with ``--compile``, its compilation)."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(BATCH_SIZE, 3, 32, 32, generator=generator).to(device)
     targets = torch.randint(0, CLASSES_PER_TASK, (BATCH_SIZE,), generator=generator).to(device)
     batch = (inputs, targets, ["1"] * BATCH_SIZE)
     agents = {"floor": dense_agent(device, speed), "svd_step": svd_agent(device, speed)}
-    for agent in agents.values():
+    first_step = {}
+    for name, agent in agents.items():
         agent.begin_task("1")
         agent.model.train()
-        for _ in range(sizes.warmup_steps):
+        first_step[name] = timed(lambda: agent.training_step.run(*batch), device)[1]
+        for _ in range(sizes.warmup_steps - 1):
             agent.training_step.run(*batch)
 
     def steps(agent) -> int:
@@ -246,7 +257,7 @@ def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> Dict[str, fl
     for _ in range(sizes.rounds):
         for name, agent in agents.items():
             best[name] = max(best[name], images_per_second(lambda: steps(agent), device))
-    return best
+    return {**best, "first_step_s": first_step}
 
 
 def train_path_rate(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int,
@@ -568,6 +579,8 @@ def format_table(results: dict) -> str:
                      + ", ".join(f"{task} {rate:.1f} ({rate / first:.2f})" for task, rate in real.items()))
         lines.append(f"{'':>3}  row 3c / the real run's task 5: {results['trained_to_real']:.2f}")
     lines.append(f"{'':>3}  rows 3c and 6 on {results['trained_data']}")
+    lines.append(f"{'':>3}  first step (s, {'compilation included' if results['compile'] else 'eager'}): "
+                 + ", ".join(f"{name} {seconds:.2f}" for name, seconds in results["first_step_s"].items()))
     lines.append(f"{'':>3}  ATen operations per training step: "
                  + ", ".join(f"{name} {count}" for name, count in results["aten_ops_per_step"].items()))
     return "\n".join(lines)

@@ -279,6 +279,7 @@ def merge(results: dict, step: Step, found: dict, device: str) -> None:
             results["aten_ops_per_step"] = found["aten_ops_per_step"]
         measured = found["benchmark"]
         rows = measured["rows"]
+        measured["first_step_s"] = rows.get("first_step_s")
         measured["rows"] = {key: {"images_per_s": round(rows[key], 1),
                                   "ratio": round(rows[key] / rows[reference], 3) if reference in rows else None}
                             for _, key, _, reference in ROWS if key in rows}

@@ -382,6 +382,9 @@ CAPTURED_ROWS = 4
 """The ``captured`` variant measures the benchmark's first rows only, those of the training step: 1, 2 (the
 captured step, dense and ``Net_SVD``), 3, 3b and 3c (tasks 1 and 20, a task after 4 trained ones); evaluation is
 not captured."""
+COMPILED_ROWS = 3
+"""The ``compile`` variant measures rows 1, 2, 3 and 3b: evaluation is not compiled, and row 3c would compile the
+step of each of its 5 tasks (new ranks, new shapes) within the step's time limit."""
 
 
 def gpu_sizes(rounds: int):
@@ -397,10 +400,10 @@ def benchmark(options: StepOptions, report: Report) -> None:
     """``benchmarks.benchmark``'s rows 1-4h, 3c included (row 5, a whole run's peak memory, is the 20-task run's
     step; row 6's per-task rates of a real run are that run's ``images_per_s``), each written as soon as measured,
     and with ``plain`` its ATen operations per training step (``aten_ops_per_step``); the ``captured`` variant
-    (``--cuda_graph``) rows 1-3c only (``CAPTURED_ROWS``). On a GPU ``gpu_sizes``, best of 2 rounds (1 compiled); on
-    the CPU the benchmark's ``--quick`` sizes, ``torch.compile`` without code generation (backend ``eager``) and the
-    captured step run eagerly from its static tensors. As the benchmark, with subnormal floats flushed to 0 on the
-    CPU."""
+    (``--cuda_graph``) rows 1-3c only (``CAPTURED_ROWS``), the ``compile`` variant rows 1-3b (``COMPILED_ROWS``). On
+    a GPU ``gpu_sizes``, best of 2 rounds (1 compiled); on the CPU the benchmark's ``--quick`` sizes,
+    ``torch.compile`` without code generation (backend ``eager``) and the captured step run eagerly from its static
+    tensors. As the benchmark, with subnormal floats flushed to 0 on the CPU."""
     from benchmarks import benchmark as rows
 
     speed = rows.Speed(amp=options.variant == "amp", compile=options.variant == "compile",
@@ -427,7 +430,9 @@ def benchmark(options: StepOptions, report: Report) -> None:
                    lambda: rows.evaluation_rates(device, speed, sizes),
                    lambda: rows.layer_form_rates(device, speed, sizes),
                    lambda: rows.without_label_rates(device, speed, sizes)]
-        for row in measure[:1] if options.quick else measure[:CAPTURED_ROWS] if speed.cuda_graph else measure:
+        rows_measured = (1 if options.quick else CAPTURED_ROWS if speed.cuda_graph else COMPILED_ROWS if speed.compile
+                         else len(measure))
+        for row in measure[:rows_measured]:
             found["rows"].update(row())
             report({"benchmark": found})
         if options.variant == "plain":

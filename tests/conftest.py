@@ -77,6 +77,21 @@ def eager_compile(monkeypatch):
 
 
 @pytest.fixture
+def recorded_graphs(monkeypatch):
+    """``torch.compile`` without code generation, as ``eager_compile``, from an empty dynamo cache; the list it returns
+    receives every graph dynamo compiles (its ``torch.fx.GraphModule``)."""
+    graphs = []
+
+    def recording(graph_module, example_inputs):
+        graphs.append(graph_module)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=recording))
+    return graphs
+
+
+@pytest.fixture
 def narrow_vgg(monkeypatch):
     """VGG16-BN with 8 channels a layer: its BatchNorms, quickly."""
     monkeypatch.setattr(models.vgg_16_bn, "VGG16_CFG", [8 if item != "M" else item for item in

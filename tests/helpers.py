@@ -108,6 +108,12 @@ def dense_agent(tasks=("1", "2", "3"), n_classes=2, **settings) -> NormalNN:
     return NormalNN(model, NormalNNSettings(**{"schedule": [1], "print_freq": 1000, **settings}))
 
 
+def operations(graphs) -> set:
+    """The names of the functions and methods the graphs (``recorded_graphs``) call: ``conv2d``, ``addcdiv_``, ..."""
+    return {getattr(node.target, "__name__", str(node.target)) for graph in graphs for node in graph.graph.nodes
+            if node.op in ("call_function", "call_method")}
+
+
 def evaluated_logits(agent, task, inputs) -> torch.Tensor:
     """``task``'s logits on ``inputs`` through the agent's evaluation path (its ``task_network``)."""
     with torch.no_grad():

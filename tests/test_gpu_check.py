@@ -35,6 +35,7 @@ def test_the_rehearsal_runs_every_step_and_fills_every_field(tmp_path):
     assert record["syncs_per_step"] is None and record["syncs"]["SVDNet"]["steps"] > 0  # the CPU has no syncs
     for variant in ("plain", "amp", "captured", "compile"):
         assert record["benchmark"][variant]["rows"]["floor"]["ratio"] == 1.0
+        assert record["benchmark"][variant]["first_step_s"]["svd_step"] > 0
     assert record["benchmark"]["captured"]["cuda_graph"].startswith("rehearsal")  # the CPU cannot capture
     identity = record["graph_identity"]
     assert identity["note"].startswith("rehearsal") and sorted(identity["methods"]) == ["NormalNN", "SVDNet"]

@@ -3,6 +3,8 @@ weight gradients and the compensated, clamped embedding step (under plain SGD: t
 protection of the step under other optimizers (on VGG16-BN too), the binary gates at evaluation, gates that are learnt,
 its outputs (units added, model size), its errors, and a run killed and resumed, then evaluated from its saved
 model."""
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,7 @@ import torch.nn.functional as F
 from agents.default import NormalNN
 from agents.hat import HAT, HATSettings
 from helpers import (DENSE_CHOICES, assert_killed_run_resumes_exactly, assert_saved_model_evaluates_as_trained,
-                     assert_state_saved_mid_task_continues_exactly, driver_error, evaluated_logits)
+                     assert_state_saved_mid_task_continues_exactly, driver_error, evaluated_logits, operations)
 from models import build_model
 from tiny_convnet import conv_agent, conv_loader, conv_task, image_loader
 
@@ -156,6 +158,18 @@ def test_earlier_tasks_outputs_are_kept_where_fine_tuning_changes_them(optimizer
         agent.learn_task("3", conv_loader(conv_task("3", channel=2)))
         outputs[cls] = (probe_logits(agent, "1", probe) - before).abs().max() / before.abs().max()
     assert outputs[HAT] < 1e-5 and outputs[NormalNN] > 0.05
+
+
+def test_compile_compiles_its_gated_forward_pass_not_its_step(recorded_graphs, caplog):
+    """HAT's step anneals s in Python (its capture obstacle): ``--compile`` compiles the gated forward pass only, and
+    says so; the task is learnt with the gates multiplying the compiled layers' outputs."""
+    with caplog.at_level(logging.INFO, logger="agents.default"):
+        agent = conv_agent(HAT, compile=True)
+    assert [record.getMessage() for record in caplog.records if record.name == "agents.default"] == [
+        f"--compile: HAT's step {HAT.capture_obstacle}: its forward pass is compiled, not its whole step"]
+    agent.learn_task("1", conv_loader(conv_task("1", channel=0)))
+    compiled = operations(recorded_graphs)
+    assert {"conv2d", "mul"} <= compiled and not {"lerp_", "addcdiv_", "cross_entropy"} & compiled
 
 
 def test_evaluation_uses_the_binary_gates():

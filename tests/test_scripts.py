@@ -65,6 +65,8 @@ def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
     assert 0 < aten["dense"] < aten["svd_task1"] < aten["svd_task20"]
     assert f"ATen operations per training step: dense {aten['dense']}, svd_task1 {aten['svd_task1']}" in out
     assert "4b, one composed kernel a layer" in out
+    assert sorted(figures["first_step_s"]) == ["floor", "svd_step"] and all(figures["first_step_s"].values())
+    assert f"first step (s, eager): floor {figures['first_step_s']['floor']:.2f}" in out
     assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
     assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out
     assert len(figures["real_run"]) == 5 and all(rate > 0 for rate in figures["real_run"].values())
