@@ -293,11 +293,11 @@ def without_label_section(measures: Sequence[WithoutLabel], out: str) -> List[st
     return ["## Without the task label", "",
             "Task-aware: each test sample scored by its own task's network and head (the accuracy above). "
             "Task-agnostic: by the network and head of every task learnt, the predicted class the best over all of "
-            f"them: `logits`, the argmax of every head's raw logits concatenated (FACIL's default, the printed "
-            f"table's); `log_softmax`, of each head's log-softmax concatenated (FACIL's `--multi-softmax`); "
-            f"`entropy`, the head whose softmax has the lowest entropy, then its argmax. Task identity: how often "
-            f"the rule picks the sample's own task. Averages over the tasks after the last one, mean ± std over the "
-            f"repeats, and the 95% interval of the mean.", "",
+            "them: `logits`, the argmax of every head's raw logits concatenated (FACIL's default, the printed "
+            "table's); `log_softmax`, of each head's log-softmax concatenated (FACIL's `--multi-softmax`); "
+            "`entropy`, the head whose softmax has the lowest entropy, then its argmax. Task identity: how often "
+            "the rule picks the sample's own task. Averages over the tasks after the last one, mean ± std over the "
+            "repeats, and the 95% interval of the mean.", "",
             *markdown_table(header, rows), "",
             f"![with and without the task label]({WITHOUT_LABEL_FIGURE})", ""]
 
