@@ -92,6 +92,18 @@ def test_compile_compiles_the_whole_step_and_takes_the_eager_step(recorded_graph
                                    msg=name)
 
 
+def test_a_batch_of_several_tasks_runs_its_step_eagerly(recorded_graphs):
+    """Under ``--compile`` a batch of two tasks (as rehearsal makes) is not compiled; one of a single task is."""
+    agent = dense_agent(compile=True)
+    agent.training_heads = ["1", "2"]
+    agent.begin_task("1")
+    inputs, targets, _ = batches("1")[0]
+    agent.training_step.run(inputs, targets, ["1"] * 4 + ["2"] * 4)
+    assert recorded_graphs == []
+    agent.training_step.run(*batches("1")[0])
+    assert "conv2d" in operations(recorded_graphs)
+
+
 def test_compiled_graphs_are_kept_for_the_tasks_of_a_long_sequence(recorded_graphs):
     """No ``torch._dynamo.reset()`` between tasks, and a graph for each task's step however many there are: with
     dynamo's default limit (8 graphs a function) the tenth task would run uncompiled."""
