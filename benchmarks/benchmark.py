@@ -37,9 +37,10 @@ GPU) for the dense ``Net``, ``Net_SVD`` at its first task and at the 20th of a g
 
 Rows 3c and 6 read the real Fashion-MNIST where this machine has it (``data/FashionMNIST/raw/`` or Debian's
 package), else synthetic files in its format (``trained_data`` says which). Rates are images per second, the best of
-``--rounds`` measurements after warm-up; rows 1-4 and 3c are also given as a ratio to row 1. Every row runs as a run
-does: on the CPU with subnormal floats flushed to 0 (``utils.runtime.subnormals_flushed``). The table is printed
-and written to ``results/benchmark.json``.
+``--rounds`` measurements after warm-up, rows 1-3c measured in turn within each round (``interleaved``: their ratios
+to row 1 then come from the same stretch of the run; every round's rates are in ``training_rounds``); rows 1-4 and
+3c are also given as a ratio to row 1. Every row runs as a run does: on the CPU with subnormal floats flushed to 0
+(``utils.runtime.subnormals_flushed``). The table is printed and written to ``results/benchmark.json``.
 """
 import argparse
 import contextlib
@@ -231,10 +232,26 @@ def synthetic_task(name: str, n_images: int, augment: bool, seed: int, image_siz
 
 
 # --- rows --------------------------------------------------------------------------------------------------------
-def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> dict:
-    """Rows 1 and 2: the loop's training steps (``training_step``: the step and its NaN watch; with ``--cuda_graph``
-    warmed up, captured and replayed) on one ready batch, the two models measured in alternating rounds; and
-    ``first_step_s``, each model's first step in seconds (with ``--compile``, its compilation)."""
+Measure = Callable[[int], float]
+"""One round of a row: ``measure(round)`` -> images per second."""
+
+
+def interleaved(measures: Dict[str, Measure], rounds: int) -> Dict[str, List[float]]:
+    """Each row's rate in every one of ``rounds`` rounds, the rows measured in turn within a round: a drift of the
+    machine's speed while the benchmark runs (clock, other load) reaches every row alike, where measured row by row
+    it would reach the later rows only and move their ratios to row 1."""
+    rates: Dict[str, List[float]] = {name: [] for name in measures}
+    for round_ in range(rounds):
+        for name, measure in measures.items():
+            rates[name].append(measure(round_))
+    return rates
+
+
+def step_measures(device: torch.device, speed: Speed, sizes: Sizes) -> Tuple[Dict[str, Measure], Dict[str, float]]:
+    """Rows 1 and 2: ``(a measure of each, first_step_s)``. A round is ``sizes.steps`` of the loop's training steps
+    (``training_step``: the step and its NaN watch; with ``--cuda_graph`` warmed up, captured and replayed) on one
+    ready batch, after each model's warm-up; ``first_step_s`` is each model's first step in seconds (with
+    ``--compile``, its compilation)."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(BATCH_SIZE, 3, 32, 32, generator=generator).to(device)
     targets = torch.randint(0, CLASSES_PER_TASK, (BATCH_SIZE,), generator=generator).to(device)
@@ -253,26 +270,39 @@ def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> dict:
             agent.training_step.run(*batch)
         return sizes.steps * BATCH_SIZE
 
-    best = {name: 0.0 for name in agents}
-    for _ in range(sizes.rounds):
-        for name, agent in agents.items():
-            best[name] = max(best[name], images_per_second(lambda: steps(agent), device))
-    return {**best, "first_step_s": first_step}
+    return {name: lambda _, agent=agent: images_per_second(lambda: steps(agent), device)
+            for name, agent in agents.items()}, first_step
 
 
-def train_path_rate(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int,
-                    image_size: int = 32) -> float:
-    """Rows 3 and 3b: one epoch of task ``tasks_before + 1`` through ``learn_task``, data handling included (on
-    ``image_size``² images: 84 for miniImageNet's, which the GPU check's projection measures)."""
+def step_rates(device: torch.device, speed: Speed, sizes: Sizes) -> dict:
+    """Rows 1 and 2 alone (``step_measures``), in interleaved rounds, each row's best, and ``first_step_s``."""
+    measures, first_step = step_measures(device, speed, sizes)
+    rates = interleaved(measures, sizes.rounds)
+    return {**{name: max(values) for name, values in rates.items()}, "first_step_s": first_step}
+
+
+def train_path_measure(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int,
+                       image_size: int = 32) -> Measure:
+    """Rows 3 and 3b: a round is one epoch of task ``tasks_before + 1`` through ``learn_task`` on a fresh agent, data
+    handling included (on ``image_size``² images: 84 for miniImageNet's, which the GPU check's projection
+    measures), its images and their order drawn from the round's number."""
     name = str(tasks_before + 1)
-    best = 0.0
-    for round_ in range(sizes.rounds):
+
+    def measure(round_: int) -> float:
         agent = (grown_agent(device, speed, tasks_before, image_size) if tasks_before
                  else svd_agent(device, speed, image_size=image_size))
         loader = TaskLoader(synthetic_task(name, sizes.train_images, augment=True, seed=round_, image_size=image_size),
                             BATCH_SIZE, shuffle=True, device=device, generator=torch.Generator().manual_seed(round_))
-        best = max(best, images_per_second(lambda: learn(agent, name, loader), device))
-    return best
+        return images_per_second(lambda: learn(agent, name, loader), device)
+
+    return measure
+
+
+def train_path_rate(device: torch.device, speed: Speed, sizes: Sizes, tasks_before: int,
+                    image_size: int = 32) -> float:
+    """Row 3 or 3b alone (``train_path_measure``): its best round."""
+    measure = train_path_measure(device, speed, sizes, tasks_before, image_size)
+    return max(measure(round_) for round_ in range(sizes.rounds))
 
 
 def learn(agent, name: str, loader: TaskLoader) -> int:
@@ -316,16 +346,36 @@ def trained_agent(device: torch.device, speed: Speed, sizes: Sizes, dataroot: st
     return agent, tasks.stream
 
 
-def trained_network_rate(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str) -> float:
-    """Row 3c: one epoch of the 5th Split Fashion-MNIST task through ``learn_task`` (its end-of-task step included),
-    on a copy of the network trained on the 4 tasks before it (``trained_agent``)."""
+def trained_network_measure(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str) -> Measure:
+    """Row 3c: a round is one epoch of the 5th Split Fashion-MNIST task through ``learn_task`` (its end-of-task step
+    included), on a copy of the network trained on the 4 tasks before it (``trained_agent``, trained once)."""
     agent, stream = trained_agent(device, speed, sizes, dataroot)
-    timed = stream.names[TRAINED_TASKS]
-    best = 0.0
-    for _ in range(sizes.rounds):
-        trial, loader = copy.deepcopy(agent), stream.train_loader(timed)
-        best = max(best, images_per_second(lambda: learn(trial, timed, loader), device))
-    return best
+    task = stream.names[TRAINED_TASKS]
+
+    def measure(_) -> float:
+        trial, loader = copy.deepcopy(agent), stream.train_loader(task)
+        return images_per_second(lambda: learn(trial, task, loader), device)
+
+    return measure
+
+
+def trained_network_rate(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str) -> float:
+    """Row 3c alone (``trained_network_measure``): its best round."""
+    measure = trained_network_measure(device, speed, sizes, dataroot)
+    return max(measure(round_) for round_ in range(sizes.rounds))
+
+
+def training_rates(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str) -> dict:
+    """Rows 1-3c in interleaved rounds (``interleaved``): each row's best round, ``first_step_s``
+    (``step_measures``) and ``training_rounds``, every round's rate of each row (their spread says how steady the
+    machine was)."""
+    measures, first_step = step_measures(device, speed, sizes)
+    measures["train_path"] = train_path_measure(device, speed, sizes, tasks_before=0)
+    measures["train_path_task20"] = train_path_measure(device, speed, sizes, tasks_before=TASKS - 1)
+    measures["train_path_trained"] = trained_network_measure(device, speed, sizes, dataroot)
+    rounds = interleaved(measures, sizes.rounds)
+    return {**{name: max(rates) for name, rates in rounds.items()}, "first_step_s": first_step,
+            "training_rounds": rounds}
 
 
 def eval_path_rate(device: torch.device, speed: Speed, sizes: Sizes) -> float:
@@ -579,6 +629,10 @@ def format_table(results: dict) -> str:
                      + ", ".join(f"{task} {rate:.1f} ({rate / first:.2f})" for task, rate in real.items()))
         lines.append(f"{'':>3}  row 3c / the real run's task 5: {results['trained_to_real']:.2f}")
     lines.append(f"{'':>3}  rows 3c and 6 on {results['trained_data']}")
+    rounds = results["training_rounds"]
+    lines.append(f"{'':>3}  rows 1-3c in turn in each of {len(rounds['floor'])} rounds; worst / best round: "
+                 + ", ".join(f"{row} {min(rounds[key]) / max(rounds[key]):.2f}"
+                             for row, key, _, _ in ROWS if key in rounds))
     lines.append(f"{'':>3}  first step (s, {'compilation included' if results['compile'] else 'eager'}): "
                  + ", ".join(f"{name} {seconds:.2f}" for name, seconds in results["first_step_s"].items()))
     lines.append(f"{'':>3}  ATen operations per training step: "
@@ -601,10 +655,7 @@ def main(argv=None) -> int:
                "cuda_graph": args.cuda_graph}
     speed = Speed(amp=args.amp, compile=args.compile, cuda_graph=args.cuda_graph)
     with subnormals_flushed(device), fashion_mnist_root(sizes) as (dataroot, trained_data):
-        results.update(step_rates(device, speed, sizes))
-        results["train_path"] = train_path_rate(device, speed, sizes, tasks_before=0)
-        results["train_path_task20"] = train_path_rate(device, speed, sizes, tasks_before=TASKS - 1)
-        results["train_path_trained"] = trained_network_rate(device, speed, sizes, dataroot)
+        results.update(training_rates(device, speed, sizes, dataroot))
         results["eval_path"] = eval_path_rate(device, speed, sizes)
         results.update(evaluation_rates(device, speed, sizes))
         results.update(layer_form_rates(device, speed, sizes))

@@ -67,12 +67,24 @@ def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
     assert "4b, one composed kernel a layer" in out
     assert sorted(figures["first_step_s"]) == ["floor", "svd_step"] and all(figures["first_step_s"].values())
     assert f"first step (s, eager): floor {figures['first_step_s']['floor']:.2f}" in out
+    rounds = figures["training_rounds"]
+    assert list(rounds) == list(rows[:5]) and all(rounds[row] == [figures[row]] for row in rounds)  # one quick round
+    assert "rows 1-3c in turn in each of 1 rounds; worst / best round: 1 1.00, 2 1.00, 3 1.00, 3b 1.00, 3c 1.00" in out
     assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
     assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out
     assert len(figures["real_run"]) == 5 and all(rate > 0 for rate in figures["real_run"].values())
     fifth = list(figures["real_run"].values())[4]
     assert figures["trained_to_real"] == pytest.approx(figures["train_path_trained"] / fifth)
     assert figures["trained_data"].startswith("synthetic") and "4 tasks trained" in out and "real run" in out
+
+
+def test_rows_are_measured_in_turn_within_each_round():
+    """``interleaved``: round 0 of every row, then round 1 of every row (a drift of the machine reaches all alike)."""
+    calls = []
+    rates = benchmark.interleaved({row: lambda round_, row=row: calls.append((row, round_)) or 10.0 * round_ + len(row)
+                                   for row in ("a", "bb")}, rounds=2)
+    assert calls == [("a", 0), ("bb", 0), ("a", 1), ("bb", 1)]
+    assert rates == {"a": [1.0, 11.0], "bb": [2.0, 12.0]}
 
 
 def test_the_trained_network_row_trains_its_tasks_as_the_real_run_does():
