@@ -37,10 +37,11 @@ GPU) for the dense ``Net``, ``Net_SVD`` at its first task and at the 20th of a g
 
 Rows 3c and 6 read the real Fashion-MNIST where this machine has it (``data/FashionMNIST/raw/`` or Debian's
 package), else synthetic files in its format (``trained_data`` says which). Rates are images per second, the best of
-``--rounds`` measurements after warm-up, rows 1-3c measured in turn within each round (``interleaved``: their ratios
-to row 1 then come from the same stretch of the run; every round's rates are in ``training_rounds``); rows 1-4 and
-3c are also given as a ratio to row 1. Every row runs as a run does: on the CPU with subnormal floats flushed to 0
-(``utils.runtime.subnormals_flushed``). The table is printed and written to ``results/benchmark.json``.
+``--rounds`` measurements after warm-up, rows 1-3c measured in turn within each round (``interleaved``: every
+round's rates are in ``training_rounds``); rows 1-4 and 3c are also given as a ratio to row 1, rows 2-3c as the
+median over the rounds of each round's ratio (``ratios_in_rounds``). Every row runs as a run does: on the CPU with
+subnormal floats flushed to 0 (``utils.runtime.subnormals_flushed``). The table is printed and written to
+``results/benchmark.json``.
 """
 import argparse
 import contextlib
@@ -49,6 +50,7 @@ import dataclasses
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -367,15 +369,24 @@ def trained_network_rate(device: torch.device, speed: Speed, sizes: Sizes, datar
 
 def training_rates(device: torch.device, speed: Speed, sizes: Sizes, dataroot: str) -> dict:
     """Rows 1-3c in interleaved rounds (``interleaved``): each row's best round, ``first_step_s``
-    (``step_measures``) and ``training_rounds``, every round's rate of each row (their spread says how steady the
-    machine was)."""
+    (``step_measures``), ``training_rounds`` (every round's rate of each row: their spread says how steady the
+    machine was) and ``ratios_in_rounds`` (each row's median ratio to row 1 over the rounds)."""
     measures, first_step = step_measures(device, speed, sizes)
     measures["train_path"] = train_path_measure(device, speed, sizes, tasks_before=0)
     measures["train_path_task20"] = train_path_measure(device, speed, sizes, tasks_before=TASKS - 1)
     measures["train_path_trained"] = trained_network_measure(device, speed, sizes, dataroot)
     rounds = interleaved(measures, sizes.rounds)
     return {**{name: max(rates) for name, rates in rounds.items()}, "first_step_s": first_step,
-            "training_rounds": rounds}
+            "training_rounds": rounds, "ratios_in_rounds": ratios_in_rounds(rounds)}
+
+
+def ratios_in_rounds(rounds: Dict[str, List[float]], reference: str = "floor") -> Dict[str, float]:
+    """Each row's ratio to row 1 as the table gives it for rows 1-3c: ``median_r (rate_r / floor_r)``, the median
+    over the rounds of the row's rate in round ``r`` by row 1's in the same round. Steadier than the ratio of the
+    best rounds, which a single fast round of either row moves (two whole benchmarks on this 2-core machine: the
+    ratio of the best rounds moved by up to 0.09 between them, this median by up to 0.03; README, *Speed*)."""
+    return {name: statistics.median(rate / floor for rate, floor in zip(rates, rounds[reference]))
+            for name, rates in rounds.items()}
 
 
 def eval_path_rate(device: torch.device, speed: Speed, sizes: Sizes) -> float:
@@ -614,9 +625,11 @@ def format_table(results: dict) -> str:
              f"batch {BATCH_SIZE}{''.join(f', {option}' for option in SPEED_KEYS if results[option])})"
              f"{' [quick: not a measurement]' if results['quick'] else ''}",
              f"{'row':>3}  {'what':<42} {'images/s':>10} {'ratio':>8}  (rows 1-4, 3c, 4g to row 1, 4b-4e to 4c, "
-             f"4f to 4, 4h to 4g)"]
+             f"4f to 4, 4h to 4g; rows 2-3c: the median over the rounds of each round's ratio)"]
+    in_rounds = results["ratios_in_rounds"]
     for row, key, what, reference in ROWS:
-        lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {results[key] / results[reference]:8.2f}")
+        ratio = in_rounds[key] if key in in_rounds else results[key] / results[reference]
+        lines.append(f"{row:>3}  {what:<42} {results[key]:10.1f} {ratio:8.2f}")
     rss = results["peak_rss_mb"]
     lines.append(f"{'5':>3}  {'peak RSS, 20 tasks x 1 epoch (MB)':<42} "
                  f"{'skipped' if rss is None else f'{rss:.0f}':>10}")

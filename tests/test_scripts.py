@@ -70,6 +70,8 @@ def test_benchmark_prints_every_row_and_writes_the_json(tmp_path):
     rounds = figures["training_rounds"]
     assert list(rounds) == list(rows[:5]) and all(rounds[row] == [figures[row]] for row in rounds)  # one quick round
     assert "rows 1-3c in turn in each of 1 rounds; worst / best round: 1 1.00, 2 1.00, 3 1.00, 3b 1.00, 3c 1.00" in out
+    assert figures["ratios_in_rounds"]["train_path_task20"] == pytest.approx(
+        figures["train_path_task20"] / figures["floor"])
     assert figures["peak_rss_mb"] is None and figures["device"] == "cpu" and figures["channels_last"]
     assert "dense Net step" in out and "evaluate 20 tasks" in out and "[quick: not a measurement]" in out
     assert len(figures["real_run"]) == 5 and all(rate > 0 for rate in figures["real_run"].values())
@@ -85,6 +87,12 @@ def test_rows_are_measured_in_turn_within_each_round():
                                    for row in ("a", "bb")}, rounds=2)
     assert calls == [("a", 0), ("bb", 0), ("a", 1), ("bb", 1)]
     assert rates == {"a": [1.0, 11.0], "bb": [2.0, 12.0]}
+
+
+def test_a_rows_ratio_is_the_median_of_its_rounds_ratios():
+    """Rounds' ratios 0.9, 0.5, 0.8 give 0.8 (the best rounds' ratio, 100 / 200, would be 0.5)."""
+    ratios = benchmark.ratios_in_rounds({"floor": [100.0, 200.0, 100.0], "row": [90.0, 100.0, 80.0]})
+    assert ratios == {"floor": 1.0, "row": pytest.approx(0.8)}
 
 
 def test_the_trained_network_row_trains_its_tasks_as_the_real_run_does():
