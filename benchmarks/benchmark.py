@@ -383,8 +383,9 @@ def training_rates(device: torch.device, speed: Speed, sizes: Sizes, dataroot: s
 def ratios_in_rounds(rounds: Dict[str, List[float]], reference: str = "floor") -> Dict[str, float]:
     """Each row's ratio to row 1 as the table gives it for rows 1-3c: ``median_r (rate_r / floor_r)``, the median
     over the rounds of the row's rate in round ``r`` by row 1's in the same round. Steadier than the ratio of the
-    best rounds, which a single fast round of either row moves (two whole benchmarks on this 2-core machine: the
-    ratio of the best rounds moved by up to 0.09 between them, this median by up to 0.03; README, *Speed*)."""
+    best rounds, which a single fast round of either row moves (three whole benchmarks on this 2-core machine: a
+    row's ratio of the best rounds spread over up to 0.21 between them, this median over up to 0.05; README,
+    *Speed*)."""
     return {name: statistics.median(rate / floor for rate, floor in zip(rates, rounds[reference]))
             for name, rates in rounds.items()}
 
